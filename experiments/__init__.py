@@ -1,0 +1,1 @@
+"""Glue between the composed Hydra config, the data, nncore, Optuna and MLflow."""

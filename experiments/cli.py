@@ -1,0 +1,133 @@
+"""What ``python run.py`` does with a composed config: a study or one run, and what it prints."""
+
+import sys
+
+import optuna
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+import nncore
+
+from .config import ConfigError, resolve_task, validate
+from .data import DataError, load_dataset
+from .search_space import SearchSpaceError
+from .storage import describe
+from .sweep import SweepError, fail_dead_trials, make_plan, open_study, run_workers, study_counts, work
+from .trainer import train_config
+
+USER_ERRORS = (ConfigError, DataError, SearchSpaceError, SweepError)
+
+
+def run(cfg: DictConfig, overrides: list[str]) -> int:
+    """Run the job ``cfg.mode`` names; returns the process exit code."""
+    try:
+        validate(cfg)
+        if cfg.mode == "train":
+            return train_once(cfg)
+        return sweep(cfg, overrides)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def train_once(cfg: DictConfig) -> int:
+    """``mode=train``: one network with the composed config."""
+    data = load_dataset(cfg.data, cfg.train.seed)
+    bar = tqdm(total=cfg.train.epochs, desc="epochs", unit="epoch", leave=False)
+
+    def on_epoch(m: nncore.EpochMetrics) -> bool:
+        bar.update(1)
+        bar.set_postfix(val_cost=f"{m.val_cost:.4g}")
+        return False
+
+    try:
+        result = train_config(cfg, data, on_epoch)
+    except nncore.DivergenceError as err:
+        bar.close()
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    bar.close()
+    final = dict(result.final)
+    final.update(result.evaluate(data.X_test, data.y_test, _cost(cfg, data.task), "test"))
+    print(f"trained {data.name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in final.items()))
+    return 0
+
+
+def _cost(cfg: DictConfig, task: str) -> str:
+    from .trainer import output_and_cost
+    return output_and_cost(cfg, task)[1]
+
+
+def sweep(cfg: DictConfig, overrides: list[str]) -> int:
+    """``mode=sweep``: run (or resume) the study to ``sweep.n_trials`` and summarise it."""
+    plan = make_plan(cfg, overrides)
+    if "val_accuracy" in plan.metrics and resolve_task(cfg.data) == "regression":
+        raise ConfigError("sweep.objective.metrics: val_accuracy needs a classification data set")
+    study = open_study(plan)
+    fail_dead_trials(study)
+    load_dataset(cfg.data, cfg.train.seed)  # once, before the workers fork
+    total = cfg.sweep.n_trials
+    done = sum(v for k, v in study_counts(study).items() if k != "running")
+    bar = tqdm(total=total, initial=min(done, total), desc=f"study {cfg.study_name}", unit="trial")
+
+    def on_progress(study: optuna.Study, state: str | None = None) -> None:
+        counts = study_counts(study)
+        bar.n = min(total, counts["complete"] + counts["pruned"] + counts["failed"])
+        best = _best_value(study)
+        if best is not None:
+            bar.set_postfix(best=f"{best:.4g}", pruned=counts["pruned"], failed=counts["failed"])
+        bar.refresh()
+
+    try:
+        if cfg.sweep.n_workers == 1:
+            work(plan, 0, on_progress)
+        else:
+            run_workers(plan, on_progress)
+    except KeyboardInterrupt:
+        bar.close()
+        counts = study_counts(study)
+        print(f"\ninterrupted: {counts['complete'] + counts['pruned'] + counts['failed']} of {total} trials are "
+              f"recorded in {describe(cfg.sweep.storage)}. Run the same command again to resume.", file=sys.stderr)
+        return 130
+    bar.close()
+    return summarise(cfg, study)
+
+
+def _best_value(study: optuna.Study):
+    if len(study.directions) > 1:
+        return None
+    try:
+        return study.best_value
+    except ValueError:
+        return None
+
+
+def summarise(cfg: DictConfig, study: optuna.Study) -> int:
+    """Print the best trial, the counts, where things are, and what to run next."""
+    counts = study_counts(study)
+    print(f"\nstudy {cfg.study_name}: {counts['complete']} complete, {counts['pruned']} pruned, "
+          f"{counts['failed']} failed")
+    best = study.best_trials
+    if not best:
+        print("no trial completed", file=sys.stderr)
+        return 1
+    metrics = list(cfg.sweep.objective.metrics)
+    for trial in best[:3]:
+        values = ", ".join(f"{m}={_fmt(v)}" for m, v in zip(metrics, trial.values))
+        print(f"best trial #{trial.number}: {values}")
+        extra = {k: v for k, v in trial.user_attrs.items() if k in ("val_accuracy", "train_cost", "epochs_run")}
+        if extra:
+            print("  " + ", ".join(f"{k}={_fmt(v)}" for k, v in extra.items()))
+        print("  " + " ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items()))
+    print(f"optuna study: {describe(cfg.sweep.storage)} (study_name={cfg.study_name})")
+    print("next: mlflow ui --backend-store-uri sqlite:///mlflow.db   |   python -m analysis.report")
+    failures = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.FAIL)
+    if failures > cfg.sweep.max_failures:
+        print(f"error: the sweep stopped after {failures} failed trials (sweep.max_failures="
+              f"{cfg.sweep.max_failures}); see each trial's fail_reason", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

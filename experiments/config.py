@@ -1,0 +1,498 @@
+"""Config schemas, their registration in Hydra's ConfigStore, and value checks.
+
+The dataclasses below are the schemas of the groups in ``conf/``. Each YAML option
+names its schema first in its defaults list (``defaults: [base_adam, _self_]``), so a
+misspelt key, a wrong type or an unknown option fails when Hydra composes the config.
+``validate`` then checks what types cannot express (ranges, option names, pairs of
+fields that must agree) and raises ``ConfigError`` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+# ---------------------------------------------------------------------------- choices
+MODES = ("sweep", "train")
+DATASETS = (
+    "digits", "iris", "wine", "breast_cancer", "diabetes",
+    "moons", "circles", "classification", "csv",
+)
+GENERATORS = ("moons", "circles", "classification")
+REGRESSION_DATASETS = ("diabetes",)
+TASKS = ("classification", "regression")
+ACTIVATIONS = ("sigmoid", "relu", "tanh", "leaky_relu")
+OUTPUTS = ("auto", "softmax", "sigmoid", "identity")
+INITS = ("auto", "glorot_uniform", "he_normal")
+COSTS = ("auto", "squared_error", "cross_entropy")
+DTYPES = ("float32", "float64")
+OPTIMIZERS = ("sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamax", "nadam")
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
+PRUNERS = ("median", "hyperband", "none")
+METRICS = ("val_cost", "val_accuracy", "train_cost", "n_params")
+DIRECTIONS = ("minimize", "maximize")
+
+
+class ConfigError(ValueError):
+    """A composed config holds a value that cannot be run; the message is one line."""
+
+
+# ---------------------------------------------------------------------------- schemas
+@dataclass
+class DataConfig:
+    """Which data set, how it is split and scaled; generator and csv fields."""
+
+    name: str = "digits"
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    scale: bool = True
+    # sklearn generators (moons, circles: n_samples, noise; classification: the rest)
+    n_samples: int = 1000
+    noise: float = 0.2
+    n_features: int = 20
+    n_informative: int = 5
+    n_classes: int = 2
+    # csv / parquet file
+    path: str | None = None
+    target: str | None = None
+    task: str = "classification"
+    features: list[str] | None = None  # None: every column but the target
+
+
+@dataclass
+class ModelConfig:
+    """A dense network. ``depth`` and ``width``, when set, replace ``hidden``."""
+
+    hidden: list[int] = field(default_factory=lambda: [64])
+    depth: int | None = None
+    width: int | None = None
+    activation: str = "relu"
+    output: str = "auto"
+    init: str = "auto"
+    dropout: float = 0.0
+
+
+@dataclass
+class OptimizerConfig:
+    """Fields every optimizer has; each optimizer's schema adds its own."""
+
+    name: str = MISSING
+    lr: float = MISSING
+    weight_decay: float = 0.0
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    name: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.0
+    nesterov: bool = False
+
+
+@dataclass
+class RMSpropConfig(OptimizerConfig):
+    name: str = "rmsprop"
+    lr: float = 0.01
+    alpha: float = 0.99
+    eps: float = 1e-8
+
+
+@dataclass
+class AdagradConfig(OptimizerConfig):
+    name: str = "adagrad"
+    lr: float = 0.01
+    eps: float = 1e-10
+
+
+@dataclass
+class AdadeltaConfig(OptimizerConfig):
+    name: str = "adadelta"
+    lr: float = 1.0
+    rho: float = 0.9
+    eps: float = 1e-6
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    name: str = "adam"
+    lr: float = 0.001
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+
+
+@dataclass
+class AdamaxConfig(OptimizerConfig):
+    name: str = "adamax"
+    lr: float = 0.002
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+
+
+@dataclass
+class NAdamConfig(OptimizerConfig):
+    name: str = "nadam"
+    lr: float = 0.002
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    momentum_decay: float = 0.004
+
+
+OPTIMIZER_SCHEMAS: dict[str, type] = {
+    "sgd": SGDConfig,
+    "rmsprop": RMSpropConfig,
+    "adagrad": AdagradConfig,
+    "adadelta": AdadeltaConfig,
+    "adam": AdamConfig,
+    "adamax": AdamaxConfig,
+    "nadam": NAdamConfig,
+}
+
+
+@dataclass
+class EarlyStoppingConfig:
+    patience: int = 0  # epochs without improvement of val_cost; 0 = off
+    min_delta: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 32
+    cost: str = "auto"
+    seed: int = 0
+    dtype: str = "float32"
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    threads: int = 1  # BLAS + optimizer threads per worker
+
+
+@dataclass
+class SamplerConfig:
+    name: str = "tpe"
+    seed: int | None = 0
+    n_startup_trials: int = 10
+
+
+@dataclass
+class PrunerConfig:
+    name: str = "median"
+    n_startup_trials: int = 5
+    n_warmup_steps: int = 3
+
+
+@dataclass
+class ObjectiveConfig:
+    metrics: list[str] = field(default_factory=lambda: ["val_cost"])
+    directions: list[str] = field(default_factory=lambda: ["minimize"])
+
+
+@dataclass
+class SweepConfig:
+    """An Optuna study. ``params`` maps dotted config keys to Hydra sweeper grammar."""
+
+    n_trials: int = 50
+    n_workers: int = 1
+    storage: str = "optuna.journal"  # a journal file path, or an RDB URL with "://"
+    max_failures: int = 10
+    timeout: float | None = None  # seconds
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = field(default_factory=PrunerConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str | None = None  # None: the study name
+    log_weights: bool = True
+    log_plots: bool = True
+    flush_seconds: float = 10.0
+
+
+@dataclass
+class Config:
+    mode: str = "sweep"
+    study_name: str = "digits-default"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def register_configs() -> None:
+    """Store the schemas in Hydra's ConfigStore (idempotent: storing again replaces).
+
+    Names: ``base_config`` (root), ``data/base_data``, ``model/base_model``,
+    ``optimizer/base_<name>``, ``train/base_train``, ``sweep/base_sweep``,
+    ``tracking/base_tracking``.
+    """
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="data", name="base_data", node=DataConfig)
+    cs.store(group="model", name="base_model", node=ModelConfig)
+    for name, schema in OPTIMIZER_SCHEMAS.items():
+        cs.store(group="optimizer", name=f"base_{name}", node=schema)
+    cs.store(group="train", name="base_train", node=TrainConfig)
+    cs.store(group="sweep", name="base_sweep", node=SweepConfig)
+    cs.store(group="tracking", name="base_tracking", node=TrackingConfig)
+
+
+# ---------------------------------------------------------------------------- derived
+def _as_config(cfg: Any) -> DictConfig:
+    """A DictConfig as is; a dict or dataclass as a DictConfig."""
+    return cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+
+
+def resolve_task(data_cfg: Any) -> str:
+    """"classification" or "regression", from the data set's name (csv: ``data.task``)."""
+    data_cfg = _as_config(data_cfg)
+    if data_cfg.name == "csv":
+        return str(data_cfg.task)
+    return "regression" if data_cfg.name in REGRESSION_DATASETS else "classification"
+
+
+def resolve_model(cfg: Any) -> list[int]:
+    """The hidden-layer widths: ``[width] * depth`` when either is set, else ``hidden``.
+
+    Accepts the root config or its ``model`` node. When only one of depth/width is set,
+    the other comes from ``hidden`` (depth = len(hidden), width = hidden[0]).
+    """
+    cfg = _as_config(cfg)
+    model = cfg.model if "model" in cfg else cfg
+    hidden = [int(w) for w in model.hidden]
+    if model.depth is None and model.width is None:
+        return hidden
+    depth = len(hidden) if model.depth is None else int(model.depth)
+    if model.width is not None:
+        width = int(model.width)
+    elif hidden:
+        width = hidden[0]
+    else:
+        raise ConfigError("model.width must be set when model.hidden is empty")
+    return [width] * depth
+
+
+def _yaml_text(value: Any) -> str:
+    """A list as one line of flow-style YAML, e.g. "[64, 32]"."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()
+
+
+def flatten(cfg: Any) -> dict[str, Any]:
+    """The resolved config as flat dotted keys: ``{"optimizer.lr": 0.001, ...}``.
+
+    ``model.hidden`` holds the widths after depth/width; lists become their YAML text
+    ("[64, 32]"), None becomes "null"; keys of ``sweep.params`` keep their dots
+    ("sweep.params.optimizer.lr"). Values are str, int, float or bool (MLflow params).
+    """
+    container = OmegaConf.to_container(_as_config(cfg), resolve=True)
+    if "model" in container:
+        container["model"]["hidden"] = resolve_model(container["model"])
+    flat: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(value, dotted + ".")
+            elif isinstance(value, (list, tuple)):
+                flat[dotted] = _yaml_text(list(value))
+            elif value is None:
+                flat[dotted] = "null"
+            else:
+                flat[dotted] = value
+
+    walk(container, "")
+    return flat
+
+
+# ---------------------------------------------------------------------------- checks
+def _fail(message: str) -> None:
+    raise ConfigError(message)
+
+
+def _check_choice(key: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        _fail(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_min(key: str, value: Any, low: float, strict: bool = False) -> None:
+    """``value >= low`` (``> low`` when strict); NaN always fails."""
+    ok = value > low if strict else value >= low
+    if not ok or (isinstance(value, float) and math.isnan(value)):
+        _fail(f"{key} must be {'>' if strict else '>='} {low:g}, got {value!r}")
+
+
+def _check_unit(key: str, value: float, closed_high: bool = False) -> None:
+    """``value`` in [0, 1) (or [0, 1] when closed_high)."""
+    ok = 0.0 <= value <= 1.0 if closed_high else 0.0 <= value < 1.0
+    if not ok:
+        _fail(f"{key} must be in [0, 1{']' if closed_high else ')'}, got {value!r}")
+
+
+def _validate_data(data: Any) -> None:
+    _check_choice("data.name", data.name, DATASETS)
+    for key in ("val_fraction", "test_fraction"):
+        value = data[key]
+        if not 0.0 < value < 1.0:
+            _fail(f"data.{key} must be in (0, 1), got {value!r}")
+    total = data.val_fraction + data.test_fraction
+    if total >= 1.0:
+        _fail(
+            "data.val_fraction + data.test_fraction must be < 1, "
+            f"got {data.val_fraction!r} + {data.test_fraction!r} = {total:g}"
+        )
+    if data.name in GENERATORS:
+        _check_min("data.n_samples", data.n_samples, 10)
+        _check_min("data.noise", data.noise, 0.0)
+    if data.name == "classification":
+        _check_min("data.n_features", data.n_features, 1)
+        _check_min("data.n_informative", data.n_informative, 1)
+        _check_min("data.n_classes", data.n_classes, 2)
+        if data.n_informative > data.n_features:
+            _fail(
+                f"data.n_informative must be <= data.n_features ({data.n_features}), "
+                f"got {data.n_informative}"
+            )
+        if 2 * data.n_classes > 2**data.n_informative:  # 2 clusters per class
+            _fail(
+                f"data.n_classes must be <= 2**data.n_informative / 2 "
+                f"({2**data.n_informative // 2}), got {data.n_classes}"
+            )
+    if data.name == "csv":
+        _check_choice("data.task", data.task, TASKS)
+        if not data.path:
+            _fail(f"data.path is required when data.name is 'csv', got {data.path!r}")
+        if not data.target:
+            _fail(f"data.target is required when data.name is 'csv', got {data.target!r}")
+        if data.features is not None and len(data.features) == 0:
+            _fail("data.features must not be empty (null: every column but the target), got []")
+
+
+def _validate_model(model: Any) -> None:
+    if model.depth is None and model.width is None and len(model.hidden) == 0:
+        _fail("model.hidden must not be empty")
+    for i, width in enumerate(model.hidden):
+        _check_min(f"model.hidden[{i}]", width, 1)
+    if model.depth is not None:
+        _check_min("model.depth", model.depth, 1)
+    if model.width is not None:
+        _check_min("model.width", model.width, 1)
+    if model.width is None and model.depth is not None and len(model.hidden) == 0:
+        _fail("model.width must be set when model.hidden is empty, got None")
+    _check_choice("model.activation", model.activation, ACTIVATIONS)
+    _check_choice("model.output", model.output, OUTPUTS)
+    _check_choice("model.init", model.init, INITS)
+    _check_unit("model.dropout", model.dropout)
+
+
+def _validate_optimizer(opt: Any) -> None:
+    _check_choice("optimizer.name", opt.name, OPTIMIZERS)
+    schema = OmegaConf.get_type(opt)
+    if schema in OPTIMIZER_SCHEMAS.values() and schema is not OPTIMIZER_SCHEMAS[opt.name]:
+        _fail(
+            f"optimizer.name must match the selected optimizer group option "
+            f"({schema.__name__}), got {opt.name!r}; select it with optimizer={opt.name}"
+        )
+    _check_min("optimizer.lr", opt.lr, 0.0, strict=True)
+    _check_min("optimizer.weight_decay", opt.weight_decay, 0.0)
+    if "eps" in opt:
+        _check_min("optimizer.eps", opt.eps, 0.0, strict=True)
+    if "momentum" in opt:
+        _check_min("optimizer.momentum", opt.momentum, 0.0)
+        if opt.nesterov and opt.momentum <= 0:
+            _fail(f"optimizer.momentum must be > 0 when nesterov is on, got {opt.momentum!r}")
+    if "alpha" in opt:
+        _check_unit("optimizer.alpha", opt.alpha, closed_high=True)
+    if "rho" in opt:
+        _check_unit("optimizer.rho", opt.rho, closed_high=True)
+    if "betas" in opt:
+        if len(opt.betas) != 2:
+            _fail(f"optimizer.betas must have 2 values, got {list(opt.betas)}")
+        for i, beta in enumerate(opt.betas):
+            _check_unit(f"optimizer.betas[{i}]", beta)
+    if "momentum_decay" in opt:
+        _check_min("optimizer.momentum_decay", opt.momentum_decay, 0.0)
+
+
+def _validate_train(train: Any, task: str) -> None:
+    _check_min("train.epochs", train.epochs, 1)
+    _check_min("train.batch_size", train.batch_size, 1)
+    _check_choice("train.cost", train.cost, COSTS)
+    _check_choice("train.dtype", train.dtype, DTYPES)
+    _check_min("train.threads", train.threads, 1)
+    _check_min("train.early_stopping.patience", train.early_stopping.patience, 0)
+    _check_min("train.early_stopping.min_delta", train.early_stopping.min_delta, 0.0)
+    if task == "regression" and train.cost == "cross_entropy":
+        _fail("train.cost must not be cross_entropy for a regression data set, got 'cross_entropy'")
+
+
+def _validate_sweep(sweep: Any) -> None:
+    _check_min("sweep.n_trials", sweep.n_trials, 1)
+    _check_min("sweep.n_workers", sweep.n_workers, 1)
+    _check_min("sweep.max_failures", sweep.max_failures, 0)
+    if sweep.timeout is not None:
+        _check_min("sweep.timeout", sweep.timeout, 0.0, strict=True)
+    if not sweep.storage:
+        _fail(f"sweep.storage must not be empty, got {sweep.storage!r}")
+    _check_choice("sweep.sampler.name", sweep.sampler.name, SAMPLERS)
+    _check_min("sweep.sampler.n_startup_trials", sweep.sampler.n_startup_trials, 0)
+    _check_choice("sweep.pruner.name", sweep.pruner.name, PRUNERS)
+    _check_min("sweep.pruner.n_startup_trials", sweep.pruner.n_startup_trials, 0)
+    _check_min("sweep.pruner.n_warmup_steps", sweep.pruner.n_warmup_steps, 0)
+    metrics, directions = list(sweep.objective.metrics), list(sweep.objective.directions)
+    if not metrics:
+        _fail("sweep.objective.metrics must not be empty")
+    for i, metric in enumerate(metrics):
+        _check_choice(f"sweep.objective.metrics[{i}]", metric, METRICS)
+    for i, direction in enumerate(directions):
+        _check_choice(f"sweep.objective.directions[{i}]", direction, DIRECTIONS)
+    if len(metrics) != len(directions):
+        _fail(
+            "sweep.objective.directions must have one entry per metric "
+            f"({len(metrics)}), got {directions}"
+        )
+    if len(metrics) > 1 and sweep.pruner.name != "none":
+        _fail(
+            f"sweep.pruner.name must be none with {len(metrics)} objectives "
+            f"(Optuna cannot prune multi-objective studies), got {sweep.pruner.name!r}"
+        )
+    if len(metrics) > 1 and sweep.sampler.name == "cmaes":
+        _fail(
+            f"sweep.sampler.name must not be cmaes with {len(metrics)} objectives "
+            "(CMA-ES is single-objective), got 'cmaes'"
+        )
+
+
+def _validate_tracking(tracking: Any) -> None:
+    if tracking.enabled and not tracking.uri:
+        _fail(f"tracking.uri must not be empty when tracking is enabled, got {tracking.uri!r}")
+    _check_min("tracking.flush_seconds", tracking.flush_seconds, 0.0)
+
+
+def validate(cfg: Any) -> None:
+    """Check the values of a composed config; raise ``ConfigError`` at the first bad one.
+
+    ``cfg``: the composed root config (a DictConfig, or a dict of the same shape).
+    The search-space strings in ``sweep.params`` are not checked here.
+    """
+    cfg = _as_config(cfg)
+    _check_choice("mode", cfg.mode, MODES)
+    if not cfg.study_name:
+        _fail(f"study_name must not be empty, got {cfg.study_name!r}")
+    _validate_data(cfg.data)
+    task = resolve_task(cfg.data)
+    _validate_model(cfg.model)
+    if task == "regression" and cfg.model.output == "softmax":
+        _fail("model.output must not be softmax for a regression data set, got 'softmax'")
+    _validate_optimizer(cfg.optimizer)
+    _validate_train(cfg.train, task)
+    _validate_sweep(cfg.sweep)
+    _validate_tracking(cfg.tracking)

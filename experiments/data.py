@@ -1,0 +1,365 @@
+"""Data sets as train/val/test NumPy arrays, loaded once per process.
+
+``load_dataset(data_cfg, seed)`` reads a bundled scikit-learn data set, draws one from
+a scikit-learn generator, or reads a csv/parquet table; splits it (stratified for
+classification) and standardises features with the training split's mean and std.
+Equal (config, seed) pairs return the same cached, read-only ``Dataset``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+from sklearn import datasets as skdata
+from sklearn.model_selection import train_test_split
+
+from experiments.config import GENERATORS, DataConfig
+
+BUNDLED = {
+    "digits": (skdata.load_digits, "classification"),
+    "iris": (skdata.load_iris, "classification"),
+    "wine": (skdata.load_wine, "classification"),
+    "breast_cancer": (skdata.load_breast_cancer, "classification"),
+    "diabetes": (skdata.load_diabetes, "regression"),
+}
+MIN_PER_CLASS = 3  # one sample of each class in each of train, val and test
+
+
+class DataError(ValueError):
+    """A data set cannot be loaded or split; the message is one line naming the source."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Split, scaled arrays of one data set. Arrays are read-only (shared by the cache).
+
+    X_*: (n, n_features) float64. y_*: (n,) int64 labels 0..k-1 for classification,
+    (n, n_targets) float64 for regression (standardised when scaled; ``y_mean`` and
+    ``y_std``, shape (n_targets,), undo it: y = y_scaled * y_std + y_mean).
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    task: str  # "classification" | "regression"
+    n_classes: int  # 0 for regression
+    feature_names: tuple[str, ...]
+    name: str
+    class_names: tuple[str, ...] = ()  # label k is class_names[k]; () for regression
+    y_mean: np.ndarray | None = None  # (n_targets,) regression only
+    y_std: np.ndarray | None = None  # (n_targets,) regression only
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X_train.shape[1])
+
+    @property
+    def n_outputs(self) -> int:
+        """Output units a network needs: n_classes, or n_targets for regression."""
+        return self.n_classes if self.task == "classification" else int(self.y_train.shape[1])
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """The hashable part of a data config that decides the arrays (the cache key)."""
+
+    name: str
+    val_fraction: float
+    test_fraction: float
+    scale: bool
+    generator: tuple[int, float, int, int, int] | None = None  # n_samples, noise, ...
+    path: str | None = None  # as given, for messages
+    abs_path: str | None = None
+    file_stamp: tuple[int, int] | None = None  # (mtime_ns, size): edits reload
+    target: str | None = None
+    task: str | None = None
+    features: tuple[str, ...] | None = None
+
+
+def _as_dict(data_cfg: Any) -> dict[str, Any]:
+    """A DictConfig, dict or DataConfig as a plain dict with DataConfig's defaults filled."""
+    if isinstance(data_cfg, DictConfig):
+        given = OmegaConf.to_container(data_cfg, resolve=True)
+    elif dataclasses.is_dataclass(data_cfg):
+        given = dataclasses.asdict(data_cfg)
+    else:
+        given = dict(data_cfg)
+    merged = dataclasses.asdict(DataConfig())
+    unknown = sorted(set(given) - set(merged))
+    if unknown:
+        raise DataError(f"data config has unknown keys: {', '.join(unknown)}")
+    merged.update(given)
+    return merged
+
+
+def _spec(data_cfg: Any) -> _Spec:
+    """The cache key of a data config; fields a loader ignores are left out."""
+    cfg = _as_dict(data_cfg)
+    common = dict(
+        name=str(cfg["name"]),
+        val_fraction=float(cfg["val_fraction"]),
+        test_fraction=float(cfg["test_fraction"]),
+        scale=bool(cfg["scale"]),
+    )
+    if cfg["name"] in GENERATORS:
+        generator = (
+            int(cfg["n_samples"]), float(cfg["noise"]), int(cfg["n_features"]),
+            int(cfg["n_informative"]), int(cfg["n_classes"]),
+        )
+        return _Spec(**common, generator=generator)
+    if cfg["name"] != "csv":
+        return _Spec(**common)
+    path = cfg["path"]
+    if not path:
+        raise DataError("data.path is required when data.name is 'csv'")
+    if not cfg["target"]:
+        raise DataError(f"{path}: data.target (the target column) is required")
+    abs_path = to_absolute_path(str(path))
+    if not os.path.isfile(abs_path):
+        raise DataError(f"{path}: data file not found (looked for {abs_path})")
+    stat = os.stat(abs_path)
+    features = None if cfg["features"] is None else tuple(str(f) for f in cfg["features"])
+    return _Spec(
+        **common, path=str(path), abs_path=abs_path,
+        file_stamp=(stat.st_mtime_ns, stat.st_size),
+        target=str(cfg["target"]), task=str(cfg["task"]), features=features,
+    )
+
+
+def load_dataset(data_cfg: Any, seed: int) -> Dataset:
+    """Load, split and scale the data set ``data_cfg`` describes (cached per process).
+
+    ``data_cfg``: the ``data`` node of the config (DictConfig, dict or DataConfig).
+    ``seed`` drives generators and the split. Raises ``DataError``.
+    """
+    return _load(_spec(data_cfg), int(seed))
+
+
+def clear_cache() -> None:
+    """Forget every loaded data set."""
+    _load.cache_clear()
+
+
+# ---------------------------------------------------------------------------- sources
+def _bundled(name: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """X (n, d), y (n,) and names of a scikit-learn bundled data set (no download)."""
+    loader, task = BUNDLED[name]
+    bunch = loader(scaled=False) if name == "diabetes" else loader()
+    features = tuple(str(f) for f in bunch.feature_names)
+    if task == "regression":
+        return bunch.data, bunch.target.reshape(-1, 1), features, ()
+    classes = tuple(str(c) for c in bunch.target_names)
+    return bunch.data, bunch.target, features, classes
+
+
+def _generated(name: str, generator: tuple[int, float, int, int, int], seed: int):
+    """X (n, d), y (n,) and names from a scikit-learn generator seeded by ``seed``."""
+    n_samples, noise, n_features, n_informative, n_classes = generator
+    try:
+        if name == "moons":
+            X, y = skdata.make_moons(n_samples=n_samples, noise=noise, random_state=seed)
+        elif name == "circles":
+            X, y = skdata.make_circles(
+                n_samples=n_samples, noise=noise, factor=0.5, random_state=seed
+            )
+        else:
+            X, y = skdata.make_classification(
+                n_samples=n_samples, n_features=n_features, n_informative=n_informative,
+                n_redundant=0, n_repeated=0, n_classes=n_classes,
+                n_clusters_per_class=2, random_state=seed,
+            )
+    except ValueError as err:
+        raise DataError(f"{name}: cannot generate data: {_first_line(err)}") from err
+    features = tuple(f"x{i}" for i in range(X.shape[1]))
+    classes = tuple(str(c) for c in range(int(y.max()) + 1))
+    return X, y, features, classes
+
+
+def _read_table(path: str, abs_path: str) -> pd.DataFrame:
+    """The rows of a .csv or .parquet file; DataError names ``path`` on any failure."""
+    suffix = os.path.splitext(abs_path)[1].lower()
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(abs_path)
+        elif suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(abs_path)
+        else:
+            raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
+    except pd.errors.EmptyDataError as err:
+        raise DataError(f"{path}: file is empty") from err
+    except (pd.errors.ParserError, OSError, ValueError) as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"{path}: cannot read: {_first_line(err)}") from err
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise DataError(f"{path}: file is empty (no data rows)")
+    return frame
+
+
+def _table(spec: _Spec):
+    """X (n, d), y (n,) or (n, 1), feature names and class names from a csv/parquet."""
+    frame = _read_table(spec.path, spec.abs_path)
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    listing = ", ".join(columns)
+    if spec.target not in columns:
+        raise DataError(f"{spec.path}: target column {spec.target!r} not found; columns: {listing}")
+    features = spec.features if spec.features is not None else tuple(c for c in columns if c != spec.target)
+    missing = [f for f in features if f not in columns]
+    if missing:
+        raise DataError(f"{spec.path}: feature column {missing[0]!r} not found; columns: {listing}")
+    if spec.target in features:
+        raise DataError(f"{spec.path}: column {spec.target!r} is both the target and a feature")
+    if not features:
+        raise DataError(f"{spec.path}: no feature columns besides target {spec.target!r}")
+    for column in (*features, spec.target):
+        n_missing = int(frame[column].isna().sum())
+        if n_missing:
+            raise DataError(f"{spec.path}: column {column!r} has {n_missing} NaN/missing values")
+    for column in features:
+        series = frame[column]
+        if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
+            raise DataError(
+                f"{spec.path}: feature column {column!r} is not numeric "
+                f"(dtype {series.dtype}, e.g. {series.iloc[0]!r})"
+            )
+    X = frame[list(features)].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(X).all(axis=0)
+    if bad.any():
+        column = features[int(np.argmax(bad))]
+        count = int((~np.isfinite(X[:, int(np.argmax(bad))])).sum())
+        raise DataError(f"{spec.path}: column {column!r} has {count} infinite values")
+    target = frame[spec.target]
+    if spec.task == "regression":
+        if not pd.api.types.is_numeric_dtype(target):
+            raise DataError(
+                f"{spec.path}: regression target column {spec.target!r} is not numeric "
+                f"(dtype {target.dtype})"
+            )
+        return X, target.to_numpy(dtype=np.float64).reshape(-1, 1), features, ()
+    labels = _sorted_labels(target)
+    if len(labels) < 2:
+        raise DataError(
+            f"{spec.path}: target column {spec.target!r} has a single class {labels[0]!r}; "
+            "classification needs at least 2"
+        )
+    index = {label: k for k, label in enumerate(labels)}
+    y = target.map(index).to_numpy(dtype=np.int64)
+    return X, y, features, tuple(str(label) for label in labels)
+
+
+def _sorted_labels(target: pd.Series) -> list:
+    """The distinct labels, sorted (numbers numerically, strings alphabetically)."""
+    labels = list(pd.unique(target))
+    try:
+        return sorted(labels)
+    except TypeError:  # mixed types
+        return sorted(labels, key=str)
+
+
+# ---------------------------------------------------------------------------- split/scale
+def _split(y: np.ndarray, spec: _Spec, seed: int, classes: tuple[str, ...],
+           source: str, column: str):
+    """Index arrays (train, val, test); stratified by y when ``classes`` is not empty."""
+    stratify = bool(classes)
+    if stratify:
+        counts = np.bincount(y, minlength=len(classes))
+        rare = int(np.argmin(counts))
+        if counts[rare] < MIN_PER_CLASS:
+            raise DataError(
+                f"{source}: class {classes[rare]!r} of target column {column!r} has {counts[rare]} "
+                f"sample(s); a stratified train/val/test split needs >= {MIN_PER_CLASS} per class"
+            )
+    index = np.arange(len(y))
+    val_of_rest = spec.val_fraction / (1.0 - spec.test_fraction)
+    try:
+        rest, test = train_test_split(
+            index, test_size=spec.test_fraction, random_state=seed,
+            stratify=y if stratify else None,
+        )
+        train, val = train_test_split(
+            rest, test_size=val_of_rest, random_state=seed,
+            stratify=y[rest] if stratify else None,
+        )
+    except ValueError as err:
+        raise DataError(
+            f"{source}: cannot split {len(y)} samples of target column {column!r} "
+            f"(val {spec.val_fraction:g}, test {spec.test_fraction:g}): {_first_line(err)}"
+        ) from err
+    return train, val, test
+
+
+def _standardise(train: np.ndarray, *others: np.ndarray):
+    """Subtract the train mean and divide by the train std (0 -> 1), column-wise.
+
+    Returns (mean (d,), std (d,), train_scaled, *others_scaled).
+    """
+    mean = train.mean(axis=0)
+    std = train.std(axis=0)
+    std[std == 0] = 1.0
+    return (mean, std, *((a - mean) / std for a in (train, *others)))
+
+
+def _frozen(array: np.ndarray, dtype) -> np.ndarray:
+    out = np.ascontiguousarray(array, dtype=dtype)
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _load(spec: _Spec, seed: int) -> Dataset:
+    """The Dataset of one cache key; see ``load_dataset``."""
+    if spec.name in BUNDLED:
+        X, y, features, classes = _bundled(spec.name)
+        task, source, column, name = BUNDLED[spec.name][1], spec.name, "target", spec.name
+    elif spec.name in GENERATORS:
+        X, y, features, classes = _generated(spec.name, spec.generator, seed)
+        task, source, column, name = "classification", spec.name, "target", spec.name
+    elif spec.name == "csv":
+        X, y, features, classes = _table(spec)
+        task, source, column = spec.task, spec.path, spec.target
+        name = os.path.basename(spec.path)
+    else:
+        raise DataError(f"data.name must be one of {', '.join([*BUNDLED, *GENERATORS, 'csv'])}; "
+                        f"got {spec.name!r}")
+    classification = task == "classification"
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64 if classification else np.float64)
+    classes = tuple(classes) if classification else ()
+    train, val, test = _split(y, spec, seed, classes, source, column)
+    X_parts = [X[train], X[val], X[test]]
+    y_parts = [y[train], y[val], y[test]]
+    y_mean = y_std = None
+    if spec.scale:
+        X_parts = list(_standardise(*X_parts)[2:])
+        if not classification:
+            y_mean, y_std, *y_parts = _standardise(*y_parts)
+    y_dtype = np.int64 if classification else np.float64
+    return Dataset(
+        X_train=_frozen(X_parts[0], np.float64), y_train=_frozen(y_parts[0], y_dtype),
+        X_val=_frozen(X_parts[1], np.float64), y_val=_frozen(y_parts[1], y_dtype),
+        X_test=_frozen(X_parts[2], np.float64), y_test=_frozen(y_parts[2], y_dtype),
+        task=task,
+        n_classes=len(classes),
+        feature_names=tuple(features),
+        name=name,
+        class_names=classes,
+        y_mean=None if y_mean is None else _frozen(y_mean, np.float64),
+        y_std=None if y_std is None else _frozen(y_std, np.float64),
+    )
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,0 +1,105 @@
+"""The search space: Hydra sweeper grammar in ``sweep.params`` turned into Optuna distributions.
+
+``choice(a, b, ...)`` → categorical; ``range(a, b[, step])`` → int (or float) steps from ``a``
+up to but excluding ``b``, as Python's and Hydra's ``range``; ``interval(a, b)`` → uniform float;
+``tag(log, interval(a, b))`` → log-uniform; ``tag(int, interval(a, b))`` → integers in [a, b].
+A plain value (``model.width: 64``) is fixed for every trial. Parsing is Hydra's own.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep, Transformer
+from hydra.errors import HydraException
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+
+class SearchSpaceError(ValueError):
+    """A search-space entry that cannot be parsed or sampled."""
+
+
+def _categorical_value(value: Any) -> Any:
+    """Optuna keeps None, bool, int, float and str; anything else travels as its override text."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return Transformer.encode(value)
+
+
+def _distribution(key: str, text: str, value) -> BaseDistribution:
+    if isinstance(value, ChoiceSweep):
+        if not value.list:
+            raise SearchSpaceError(f"sweep.params.{key}: choice() needs at least one option, got {text!r}")
+        return CategoricalDistribution([_categorical_value(v) for v in value.list])
+    if isinstance(value, RangeSweep):
+        steps = list(range(value.start, value.stop, value.step)) if all(
+            isinstance(v, int) for v in (value.start, value.stop, value.step)) else None
+        if steps is not None:
+            if not steps:
+                raise SearchSpaceError(f"sweep.params.{key}: {text!r} holds no value (the stop is excluded)")
+            return IntDistribution(steps[0], steps[-1], step=value.step)
+        n = int((value.stop - value.start) / value.step - 1e-9)
+        return FloatDistribution(value.start, value.start + n * value.step, step=value.step)
+    if isinstance(value, IntervalSweep):
+        low, high, tags = value.start, value.end, value.tags
+        if not low < high:
+            raise SearchSpaceError(f"sweep.params.{key}: interval needs low < high, got {text!r}")
+        log = "log" in tags
+        if log and low <= 0:
+            raise SearchSpaceError(f"sweep.params.{key}: a log interval needs low > 0, got {text!r}")
+        if "int" in tags:
+            return IntDistribution(int(low), int(high), log=log)
+        return FloatDistribution(float(low), float(high), log=log)
+    raise SearchSpaceError(f"sweep.params.{key}: unsupported sweep {text!r}; use choice, range or interval")
+
+
+def parse_search_space(params: Mapping[str, Any]) -> tuple[dict[str, BaseDistribution], dict[str, str]]:
+    """``{dotted key: expression}`` → (Optuna distributions, fixed overrides ``{key: text}``)."""
+    if not params:
+        raise SearchSpaceError("sweep.params is empty: name at least one key to search, e.g. "
+                               "sweep.params={optimizer.lr:'tag(log, interval(1e-4, 1))'}")
+    parser = OverridesParser.create()
+    space, fixed = {}, {}
+    for key, expression in params.items():
+        text = str(expression)
+        try:
+            override = parser.parse_override(f"{key}={text}")
+        except HydraException as err:
+            reason = str(err).splitlines()[0]
+            raise SearchSpaceError(f"sweep.params.{key}: cannot parse {text!r}: {reason}") from None
+        if override.is_sweep_override():
+            space[key] = _distribution(key, text, override.value())
+        else:
+            fixed[key] = override.get_value_element_as_str()
+    return space, fixed
+
+
+def grid_of(space: Mapping[str, BaseDistribution]) -> dict[str, list]:
+    """Every value of a discrete space, for Optuna's GridSampler."""
+    grid = {}
+    for key, dist in space.items():
+        if isinstance(dist, CategoricalDistribution):
+            grid[key] = list(dist.choices)
+        elif isinstance(dist, IntDistribution) and not dist.log:
+            grid[key] = list(range(dist.low, dist.high + 1, dist.step))
+        else:
+            raise SearchSpaceError(f"sweep.params.{key}: the grid sampler needs choice() or range(), not an interval")
+    return grid
+
+
+def suggest(trial, space: Mapping[str, BaseDistribution]) -> dict[str, Any]:
+    """Sample every key of the space for an Optuna trial."""
+    values = {}
+    for key, dist in space.items():
+        if isinstance(dist, CategoricalDistribution):
+            values[key] = trial.suggest_categorical(key, dist.choices)
+        elif isinstance(dist, IntDistribution):
+            values[key] = trial.suggest_int(key, dist.low, dist.high, step=dist.step, log=dist.log)
+        else:
+            values[key] = trial.suggest_float(key, dist.low, dist.high, step=dist.step, log=dist.log)
+    return values
+
+
+def as_overrides(values: Mapping[str, Any]) -> list[str]:
+    """Sampled or fixed values as Hydra overrides ``key=value``."""
+    return [f"{key}={value!r}" if isinstance(value, float) else f"{key}={value}" for key, value in values.items()]
