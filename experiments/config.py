@@ -17,6 +17,8 @@ import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from nncore import make_optimizer
+
 # ---------------------------------------------------------------------------- choices
 MODES = ("sweep", "train")
 DATASETS = (
@@ -401,25 +403,12 @@ def _validate_optimizer(opt: Any) -> None:
             f"optimizer.name must match the selected optimizer group option "
             f"({schema.__name__}), got {opt.name!r}; select it with optimizer={opt.name}"
         )
-    _check_min("optimizer.lr", opt.lr, 0.0, strict=True)
-    _check_min("optimizer.weight_decay", opt.weight_decay, 0.0)
-    if "eps" in opt:
-        _check_min("optimizer.eps", opt.eps, 0.0, strict=True)
-    if "momentum" in opt:
-        _check_min("optimizer.momentum", opt.momentum, 0.0)
-        if opt.nesterov and opt.momentum <= 0:
-            _fail(f"optimizer.momentum must be > 0 when nesterov is on, got {opt.momentum!r}")
-    if "alpha" in opt:
-        _check_unit("optimizer.alpha", opt.alpha, closed_high=True)
-    if "rho" in opt:
-        _check_unit("optimizer.rho", opt.rho, closed_high=True)
-    if "betas" in opt:
-        if len(opt.betas) != 2:
-            _fail(f"optimizer.betas must have 2 values, got {list(opt.betas)}")
-        for i, beta in enumerate(opt.betas):
-            _check_unit(f"optimizer.betas[{i}]", beta)
-    if "momentum_decay" in opt:
-        _check_min("optimizer.momentum_decay", opt.momentum_decay, 0.0)
+    hyper = OmegaConf.to_container(opt, resolve=True)
+    hyper.pop("name")
+    try:  # the optimizer's own checks, so config and core never disagree
+        make_optimizer(opt.name, **hyper)
+    except ValueError as err:
+        _fail(f"optimizer.{err}")
 
 
 def _validate_train(train: Any, task: str) -> None:

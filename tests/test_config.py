@@ -80,7 +80,7 @@ def test_defaults():
     assert cfg.optimizer.name == "adam"
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.cost) == (20, 32, "auto")
     assert (cfg.train.dtype, cfg.train.threads, cfg.train.early_stopping.patience) == ("float32", 1, 0)
-    assert (cfg.sweep.n_trials, cfg.sweep.n_workers, cfg.sweep.storage) == (50, 1, "optuna.journal")
+    assert (cfg.sweep.n_trials, cfg.sweep.n_workers, cfg.sweep.storage) == (50, 2, "optuna.journal")
     assert (cfg.sweep.sampler.name, cfg.sweep.pruner.name) == ("tpe", "median")
     assert list(cfg.sweep.objective.metrics) == ["val_cost"]
     assert list(cfg.sweep.objective.directions) == ["minimize"]
@@ -93,11 +93,11 @@ def test_default_search_space():
         "optimizer": "choice(sgd, rmsprop, adagrad, adadelta, adam, adamax, nadam)",
         "optimizer.lr": "tag(log, interval(1e-4, 1.0))",
         "model.depth": "range(1, 3)",
-        "model.width": "choice(32, 64, 128)",
+        "model.width": "choice(64, 128, 256)",
         "model.activation": "choice(relu, tanh, sigmoid, leaky_relu)",
         "model.dropout": "interval(0.0, 0.3)",
         "train.batch_size": "choice(16, 32, 64, 128)",
-        "train.epochs": "range(10, 30, 5)",
+        "train.epochs": "range(20, 65, 10)",
     }
 
 
@@ -237,12 +237,12 @@ def test_bad_overrides_fail_at_composition(overrides):
         ),
         (["mode=eval"], "mode must be one of sweep, train; got 'eval'"),
         (["study_name="], "study_name must not be empty"),
-        (["optimizer=sgd", "optimizer.nesterov=true"], "optimizer.momentum must be > 0 when nesterov is on"),
+        (["optimizer=sgd", "optimizer.nesterov=true"], "optimizer.nesterov=True requires momentum > 0"),
         (["optimizer.betas=[0.9,1.0]"], "optimizer.betas[1] must be in [0, 1), got 1.0"),
-        (["optimizer.betas=[0.9]"], "optimizer.betas must have 2 values"),
+        (["optimizer.betas=[0.9]"], "optimizer.betas must be two values in [0, 1)"),
         (["optimizer.eps=0"], "optimizer.eps must be > 0, got 0.0"),
         (["optimizer.weight_decay=-1"], "optimizer.weight_decay must be >= 0, got -1.0"),
-        (["optimizer=rmsprop", "optimizer.alpha=1.5"], "optimizer.alpha must be in [0, 1], got 1.5"),
+        (["optimizer=rmsprop", "optimizer.alpha=1.5"], "optimizer.alpha must be in [0, 1), got 1.5"),
         (["optimizer.name=sgd"], "optimizer.name must match the selected optimizer group option (AdamConfig)"),
         (["data=diabetes", "train.cost=cross_entropy"], "train.cost must not be cross_entropy for a regression"),
         (["data=diabetes", "model.output=softmax"], "model.output must not be softmax for a regression"),
