@@ -15,10 +15,14 @@ float32, synthetic Gaussian inputs labelled by a random linear teacher (fixed se
 - large: 784-256-128-10, batch 128, 60,000 samples (MNIST-sized);
 - small: 64-32-10, batch 32, 1,797 samples (digits-sized).
 
-It prints one table per case with the ratio of each implementation to nncore, and the
-performance targets as measured vs target with PASS/MISS. All libraries run on the same
-THREADS cores: BLAS/OpenMP pools are capped with threadpoolctl for the whole run and
-PyTorch gets ``torch.set_num_threads(THREADS)``.
+It prints one table per case with the median seconds per epoch (and the min..max of the
+timed epochs), the ratio of each implementation to nncore, and the performance targets as
+measured vs target with PASS/MISS. All libraries run on the same THREADS cores: BLAS/OpenMP
+pools are capped with threadpoolctl for the whole run and PyTorch gets
+``torch.set_num_threads(THREADS)``. After the warm-up epochs the timed epochs go round-robin
+over the implementations, so background load hits them alike; still, run it on an idle
+machine: multi-threaded BLAS slows down many times over when another process holds a core
+(the load average is printed at the top for that reason).
 
 Run it (a few minutes)::
 
@@ -93,18 +97,8 @@ def make_data(n_samples: int, n_in: int, n_classes: int, seed: int = SEED):
     return np.ascontiguousarray(X), y
 
 
-def epoch_seconds(run_epoch, epochs: int) -> list:
-    """Wall times of ``epochs`` calls of ``run_epoch()``, after one untimed warm-up call."""
-    run_epoch()
-    times = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        run_epoch()
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def bench_nncore(nncore, sizes, batch, X, y, epochs, threads) -> list:
+def nncore_epoch(nncore, sizes, batch, X, y, threads):
+    """One nncore training epoch as a callable."""
     net = nncore.Network(list(sizes), "relu", "softmax", dtype="float32", rng=SEED)
     opt = nncore.make_optimizer("adam", lr=LR, n_threads=threads)
     Y = nncore.encode_targets(net, y)  # one-hot float32, built once outside the timing
@@ -113,16 +107,19 @@ def bench_nncore(nncore, sizes, batch, X, y, epochs, threads) -> list:
     def epoch():
         nncore.train_epoch(net, X, Y, opt, "cross_entropy", batch, rng)
 
-    return epoch_seconds(epoch, epochs)
+    return epoch
 
 
-def bench_sklearn(sizes, batch, X, y, epochs) -> list:
-    # partial_fit, not fit(warm_start=True, max_iter=1): in scikit-learn 1.9 a warm-started
-    # fit() builds a new AdamOptimizer on every call (first and second moments and the step
-    # count reset each epoch) and raises a ConvergenceWarning, while partial_fit keeps the
-    # optimizer (incremental=True) and runs exactly one shuffled pass over all mini-batches.
-    # Both re-seed with check_random_state(random_state) on every call, so an int seed would
-    # replay the same permutation each epoch; a RandomState(0) instance gives a fresh one.
+def sklearn_epoch(sizes, batch, X, y):
+    """One scikit-learn MLPClassifier epoch as a callable.
+
+    partial_fit, not fit(warm_start=True, max_iter=1): in scikit-learn 1.9 a warm-started fit()
+    builds a new AdamOptimizer on every call (moments and step count reset each epoch) and
+    warns ConvergenceWarning, while partial_fit keeps the optimizer (incremental=True) and runs
+    exactly one shuffled pass over all mini-batches. Both re-seed with
+    check_random_state(random_state) on every call, so an int seed would replay the same
+    permutation every epoch; a RandomState(0) instance draws a fresh one each time.
+    """
     clf = MLPClassifier(
         hidden_layer_sizes=tuple(sizes[1:-1]), activation="relu", solver="adam", batch_size=batch,
         learning_rate_init=LR, max_iter=1, shuffle=True, random_state=np.random.RandomState(SEED),
@@ -135,11 +132,11 @@ def bench_sklearn(sizes, batch, X, y, epochs) -> list:
             warnings.simplefilter("ignore", ConvergenceWarning)
             clf.partial_fit(X, y, classes=classes)
 
-    return epoch_seconds(epoch, epochs)
+    return epoch
 
 
-def bench_pytorch(sizes, batch, X, y, epochs, threads):
-    """Seconds of each epoch, or ``None`` when torch cannot be imported."""
+def pytorch_epoch(sizes, batch, X, y, threads):
+    """One PyTorch epoch as a callable, or ``None`` when torch cannot be imported."""
     if torch is None:
         return None
     torch.set_num_threads(threads)
@@ -164,12 +161,14 @@ def bench_pytorch(sizes, batch, X, y, epochs, threads):
             loss.backward()
             opt.step()
 
-    return epoch_seconds(epoch, epochs)
+    return epoch
 
 
-def bench_floor(sizes, batch, n, epochs) -> list:
-    """Only the matrix products of backprop, over ceil(n / batch) batches (the last one
-    smaller), laid out as nncore does: ``W (out, in)``, ``Z = A Wᵀ``, ``dW = δᵀ A``, ``δ W``."""
+def floor_epoch(sizes, batch, n):
+    """Only the matrix products of backprop over ceil(n / batch) batches (the last one
+    smaller), as a callable, laid out as nncore does: ``W (out, in)``, ``Z = A Wᵀ``,
+    ``dW = δᵀ A``, ``δ W``: per batch 3 forward, 3 weight-gradient and 2 delta products for
+    two hidden layers. No gather, bias, activation, loss or optimizer work."""
     rng = np.random.default_rng(SEED)
     f32 = np.float32
     m = min(batch, n)
@@ -189,29 +188,38 @@ def bench_floor(sizes, batch, n, epochs) -> list:
                 if i:
                     np.matmul(D[i][:k], W[i], out=D[i - 1][:k])  # delta to the layer below: δ W
 
-    return epoch_seconds(epoch, epochs)
+    return epoch
 
 
 def run_case(nncore, name, n_samples, epochs, threads, log):
-    """Median seconds per epoch ``{impl: s or None}`` and all epoch times ``{impl: [s, ...] or None}``."""
+    """Median seconds per epoch ``{impl: s or None}`` and all epoch times ``{impl: [s, ...] or None}``.
+
+    Every implementation runs one untimed warm-up epoch, then the timed epochs go round-robin
+    (nncore, sklearn, pytorch, floor, nncore, ...), so a burst of load from another process
+    hits all of them alike instead of one implementation's whole run.
+    """
     sizes, batch, _, _ = CASES[name]
     X, y = make_data(n_samples, sizes[0], sizes[-1])
     log(f"[{name}] {'-'.join(map(str, sizes))}, batch {batch}, {n_samples:,} samples, "
-        f"median of {epochs} epochs after 1 warm-up")
-    result, times = {}, {}
-    for impl in IMPLEMENTATIONS:
-        if impl == "nncore":
-            runs = bench_nncore(nncore, sizes, batch, X, y, epochs, threads)
-        elif impl == "sklearn":
-            runs = bench_sklearn(sizes, batch, X, y, epochs)
-        elif impl == "pytorch":
-            runs = bench_pytorch(sizes, batch, X, y, epochs, threads)
-        else:
-            runs = bench_floor(sizes, batch, n_samples, epochs)
-        seconds = None if runs is None else statistics.median(runs)
-        result[impl], times[impl] = seconds, runs
-        log(f"  {impl:<8} {'skipped (torch not importable)' if seconds is None else f'{seconds:.4f} s/epoch'}")
-    return result, times
+        f"1 warm-up + {epochs} timed epochs each, round-robin")
+    runners = {
+        "nncore": nncore_epoch(nncore, sizes, batch, X, y, threads),
+        "sklearn": sklearn_epoch(sizes, batch, X, y),
+        "pytorch": pytorch_epoch(sizes, batch, X, y, threads),
+        "floor": floor_epoch(sizes, batch, n_samples),
+    }
+    runners = {impl: run for impl, run in runners.items() if run is not None}
+    for run in runners.values():
+        run()  # warm-up: first-call allocations, optimizer state, BLAS thread start-up
+    times = {impl: [] for impl in runners}
+    for k in range(epochs):
+        for impl, run in runners.items():
+            start = time.perf_counter()
+            run()
+            times[impl].append(time.perf_counter() - start)
+        log(f"  epoch {k + 1}/{epochs}: " + ", ".join(f"{impl} {t[-1]:.4f}s" for impl, t in times.items()))
+    result = {impl: statistics.median(times[impl]) if impl in times else None for impl in IMPLEMENTATIONS}
+    return result, {impl: times.get(impl) for impl in IMPLEMENTATIONS}
 
 
 def ratio_label(impl: str, seconds, nn_seconds: float) -> str:

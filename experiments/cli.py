@@ -12,10 +12,21 @@ from .config import ConfigError, resolve_task, validate
 from .data import DataError, load_dataset
 from .search_space import SearchSpaceError
 from .storage import describe
-from .sweep import SweepError, fail_dead_trials, make_plan, open_study, run_workers, study_counts, work
+from .sweep import (
+    INTERRUPTED,
+    SweepError,
+    count_failures,
+    fail_dead_trials,
+    make_plan,
+    open_study,
+    run_workers,
+    study_counts,
+    work,
+)
+from .tracking import TrackingError, make_tracker
 from .trainer import train_config
 
-USER_ERRORS = (ConfigError, DataError, SearchSpaceError, SweepError)
+USER_ERRORS = (ConfigError, DataError, SearchSpaceError, SweepError, TrackingError)
 
 
 def run(cfg: DictConfig, overrides: list[str]) -> int:
@@ -33,19 +44,30 @@ def run(cfg: DictConfig, overrides: list[str]) -> int:
 def train_once(cfg: DictConfig) -> int:
     """``mode=train``: one network with the composed config."""
     data = load_dataset(cfg.data, cfg.train.seed)
+    tracker = make_tracker(cfg)
+    tracker.check()  # an unreachable tracking store stops here, before training
+    tracker.start_trial(None, cfg, {})
     bar = tqdm(total=cfg.train.epochs, desc="epochs", unit="epoch", leave=False)
 
     def on_epoch(m: nncore.EpochMetrics) -> bool:
+        tracker.log_epoch(m.as_dict(), m.epoch)
         bar.update(1)
         bar.set_postfix(val_cost=f"{m.val_cost:.4g}")
         return False
 
     try:
         result = train_config(cfg, data, on_epoch)
+        tracker.end_trial("complete", result.final, result)
     except nncore.DivergenceError as err:
+        tracker.end_trial("failed", {}, None, str(err))
         bar.close()
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        tracker.end_trial("failed", {}, None, INTERRUPTED)
+        raise
+    finally:
+        finish_tracking(tracker)
     bar.close()
     final = dict(result.final)
     final.update(result.evaluate(data.X_test, data.y_test, _cost(cfg, data.task), "test"))
@@ -63,9 +85,11 @@ def sweep(cfg: DictConfig, overrides: list[str]) -> int:
     plan = make_plan(cfg, overrides)
     if "val_accuracy" in plan.metrics and resolve_task(cfg.data) == "regression":
         raise ConfigError("sweep.objective.metrics: val_accuracy needs a classification data set")
+    load_dataset(cfg.data, cfg.train.seed)  # once, before the workers fork; bad data make no study
     study = open_study(plan)
     fail_dead_trials(study)
-    load_dataset(cfg.data, cfg.train.seed)  # once, before the workers fork
+    tracker = make_tracker(cfg)
+    tracker.start_study(study, cfg)  # an unreachable tracking store stops here, before any trial
     total = cfg.sweep.n_trials
     done = sum(v for k, v in study_counts(study).items() if k != "running")
     bar = tqdm(total=total, initial=min(done, total), desc=f"study {cfg.study_name}", unit="trial")
@@ -75,22 +99,37 @@ def sweep(cfg: DictConfig, overrides: list[str]) -> int:
         bar.n = min(total, counts["complete"] + counts["pruned"] + counts["failed"])
         best = _best_value(study)
         if best is not None:
-            bar.set_postfix(best=f"{best:.4g}", pruned=counts["pruned"], failed=counts["failed"])
+            bar.set_postfix(best=f"{best:.4g}", pruned=counts["pruned"], failed=counts["failed"], refresh=False)
         bar.refresh()
 
     try:
         if cfg.sweep.n_workers == 1:
-            work(plan, 0, on_progress)
+            work(plan, 0, on_progress, tracker)
         else:
-            run_workers(plan, on_progress)
+            run_workers(plan, on_progress, tracker)
     except KeyboardInterrupt:
         bar.close()
+        finish_tracking(tracker, study, interrupted=True)
         counts = study_counts(study)
         print(f"\ninterrupted: {counts['complete'] + counts['pruned'] + counts['failed']} of {total} trials are "
               f"recorded in {describe(cfg.sweep.storage)}. Run the same command again to resume.", file=sys.stderr)
         return 130
+    except BaseException:
+        finish_tracking(tracker, study, interrupted=True)
+        raise
     bar.close()
+    finish_tracking(tracker, study)
     return summarise(cfg, study)
+
+
+def finish_tracking(tracker, study: optuna.Study | None = None, interrupted: bool = False) -> None:
+    """Summarise the study in the tracker, wait until every record is written, say what was not."""
+    if study is not None:
+        tracker.end_study(study, interrupted)
+    tracker.close()
+    problem = tracker.problems()
+    if problem:
+        print(f"warning: tracking: {problem}", file=sys.stderr)
 
 
 def _best_value(study: optuna.Study):
@@ -108,9 +147,10 @@ def summarise(cfg: DictConfig, study: optuna.Study) -> int:
     print(f"\nstudy {cfg.study_name}: {counts['complete']} complete, {counts['pruned']} pruned, "
           f"{counts['failed']} failed")
     best = study.best_trials
+    failures = count_failures(study)
+    stopped = failures > cfg.sweep.max_failures
     if not best:
         print("no trial completed", file=sys.stderr)
-        return 1
     metrics = list(cfg.sweep.objective.metrics)
     for trial in best[:3]:
         values = ", ".join(f"{m}={_fmt(v)}" for m, v in zip(metrics, trial.values))
@@ -121,12 +161,10 @@ def summarise(cfg: DictConfig, study: optuna.Study) -> int:
         print("  " + " ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items()))
     print(f"optuna study: {describe(cfg.sweep.storage)} (study_name={cfg.study_name})")
     print("next: mlflow ui --backend-store-uri sqlite:///mlflow.db   |   python -m analysis.report")
-    failures = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.FAIL)
-    if failures > cfg.sweep.max_failures:
+    if stopped:
         print(f"error: the sweep stopped after {failures} failed trials (sweep.max_failures="
               f"{cfg.sweep.max_failures}); see each trial's fail_reason", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if stopped or not best else 0
 
 
 def _fmt(value) -> str:

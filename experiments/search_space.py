@@ -6,6 +6,7 @@ up to but excluding ``b``, as Python's and Hydra's ``range``; ``interval(a, b)``
 A plain value (``model.width: 64``) is fixed for every trial. Parsing is Hydra's own.
 """
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,14 +33,16 @@ def _distribution(key: str, text: str, value) -> BaseDistribution:
             raise SearchSpaceError(f"sweep.params.{key}: choice() needs at least one option, got {text!r}")
         return CategoricalDistribution([_categorical_value(v) for v in value.list])
     if isinstance(value, RangeSweep):
-        steps = list(range(value.start, value.stop, value.step)) if all(
-            isinstance(v, int) for v in (value.start, value.stop, value.step)) else None
-        if steps is not None:
-            if not steps:
-                raise SearchSpaceError(f"sweep.params.{key}: {text!r} holds no value (the stop is excluded)")
-            return IntDistribution(steps[0], steps[-1], step=value.step)
-        n = int((value.stop - value.start) / value.step - 1e-9)
-        return FloatDistribution(value.start, value.start + n * value.step, step=value.step)
+        start, stop, step = value.start, value.stop, value.step
+        if step == 0:
+            raise SearchSpaceError(f"sweep.params.{key}: range step must not be 0, got {text!r}")
+        count = max(0, math.ceil((stop - start) / step - 1e-9))  # as Python's range(): stop excluded
+        if count == 0:
+            raise SearchSpaceError(f"sweep.params.{key}: {text!r} holds no value (the stop is excluded)")
+        low, high = sorted((start, start + (count - 1) * step))  # a negative step counts down
+        if all(isinstance(v, int) for v in (start, stop, step)):
+            return IntDistribution(low, high, step=abs(step))
+        return FloatDistribution(round(low, 12), round(high, 12), step=float(abs(step)))
     if isinstance(value, IntervalSweep):
         low, high, tags = value.start, value.end, value.tags
         if not low < high:
@@ -48,7 +51,9 @@ def _distribution(key: str, text: str, value) -> BaseDistribution:
         if log and low <= 0:
             raise SearchSpaceError(f"sweep.params.{key}: a log interval needs low > 0, got {text!r}")
         if "int" in tags:
-            return IntDistribution(int(low), int(high), log=log)
+            if math.ceil(low) > math.floor(high):
+                raise SearchSpaceError(f"sweep.params.{key}: {text!r} holds no integer")
+            return IntDistribution(math.ceil(low), math.floor(high), log=log)
         return FloatDistribution(float(low), float(high), log=log)
     raise SearchSpaceError(f"sweep.params.{key}: unsupported sweep {text!r}; use choice, range or interval")
 
@@ -82,6 +87,9 @@ def grid_of(space: Mapping[str, BaseDistribution]) -> dict[str, list]:
             grid[key] = list(dist.choices)
         elif isinstance(dist, IntDistribution) and not dist.log:
             grid[key] = list(range(dist.low, dist.high + 1, dist.step))
+        elif isinstance(dist, FloatDistribution) and dist.step is not None:  # a float range()
+            n = round((dist.high - dist.low) / dist.step)
+            grid[key] = [round(dist.low + i * dist.step, 12) for i in range(n + 1)]
         else:
             raise SearchSpaceError(f"sweep.params.{key}: the grid sampler needs choice() or range(), not an interval")
     return grid

@@ -1,22 +1,89 @@
 """Where runs are recorded. All MLflow calls of the harness live in this module.
 
-A tracker receives the life of a study and its trials: ``start_trial`` → ``log_epoch`` per
-epoch → ``end_trial``. ``NullTracker`` records nothing (``tracking=none``).
+A tracker receives the life of a study and its trials: ``start_study`` → per trial
+``start_trial`` → ``log_epoch`` per epoch → ``end_trial`` → ``end_study`` → ``close``.
+``NullTracker`` records nothing (``tracking=none``); ``MlflowTracker`` records one parent run
+per study and one nested child run per trial in ``cfg.tracking.uri``.
+
+Cost: the trial code never waits for MLflow. ``MlflowTracker`` checks the store is reachable
+(a few ms, no MLflow import), then hands each record as one small message to a *tracking
+process* that it forks on first use; that process imports MLflow, owns the only
+``MlflowClient`` (no SQLAlchemy engine or HTTP session crosses a fork) and does every call:
+curves with ``log_batch``, a trial's artifacts with one ``log_artifacts``. Forked sweep
+workers that were handed the tracker write to the same process. ``close`` waits until
+everything is written and returns what could not be (``problems``): a store that stops
+answering never fails a trial, the Optuna study records every trial regardless.
 """
 
+from __future__ import annotations
+
+import atexit
+import contextlib
+import html
+import importlib.metadata
+import logging
+import math
+import multiprocessing
+import numbers
+import os
+import platform
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import optuna
+import yaml
+from omegaconf import OmegaConf
 
+from .config import flatten
+from .data import load_dataset
+from .storage import mask_password, open_storage
+from .trainer import output_and_cost
+
+PARENT_ATTR = "mlflow_parent_run_id"  # the study user attr that names its parent run
+INTERRUPTED_REASON = "interrupted (Ctrl-C)"  # = experiments.sweep.INTERRUPTED: a trial stopped by the user
+EPOCH_METRICS = ("train_cost", "val_cost", "train_accuracy", "val_accuracy", "time")
+CHECK_TIMEOUT = 5.0  # seconds for the reachability check before a study
+CLOSE_TIMEOUT = 300.0  # seconds ``close`` waits for the tracking process to write what it was sent
+RETRY_AFTER = 10.0  # seconds the tracking process skips calls after the store failed twice in a row
+VERSIONED = ("numpy", "optuna", "mlflow", "hydra-core", "omegaconf", "scikit-learn")
+DB_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mssql": 1433}
+STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
+OPTUNA_STATE = {"complete": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
+SUMMARY_METRICS = ("val_cost", "val_accuracy", "test_cost", "test_accuracy")  # the best trial's, on the parent
+
+_log = logging.getLogger(__name__)
+
+
+class TrackingError(ValueError):
+    """The tracking store cannot be used; the message is one line naming ``tracking.uri``."""
+
+
+# ---------------------------------------------------------------------------- the interface
 class NullTracker:
     """Tracking switched off: every call does nothing."""
 
     location = "tracking off"
 
+    def check(self) -> None:
+        """Raise ``TrackingError`` when the store cannot be reached."""
+
     def start_study(self, study, cfg) -> None:
         """Open (or reopen) the study's record."""
 
-    def start_trial(self, number: int, cfg, values: dict[str, Any]) -> None:
-        """Open a trial's record."""
+    def start_trial(self, number: int | None, cfg, values: dict[str, Any]) -> None:
+        """Open a trial's record (``number`` None: a run outside any study, ``mode=train``)."""
 
     def log_epoch(self, metrics: dict[str, float], step: int) -> None:
         """One epoch's metrics."""
@@ -24,10 +91,1041 @@ class NullTracker:
     def end_trial(self, state: str, final: dict[str, float], result=None, reason: str | None = None) -> None:
         """Close the trial's record with its state: complete, pruned or failed."""
 
-    def end_study(self, study) -> None:
+    def end_study(self, study, interrupted: bool = False) -> None:
         """Close the study's record with the summary."""
 
+    def close(self) -> None:
+        """Wait until every record is written."""
 
-def make_tracker(cfg) -> NullTracker:
+    def problems(self) -> str | None:
+        """What could not be recorded, in one line; None when everything was."""
+        return None
+
+
+def make_tracker(cfg) -> NullTracker | MlflowTracker:
     """The tracker ``cfg.tracking`` asks for."""
-    return NullTracker()
+    if not cfg.tracking.enabled:
+        return NullTracker()
+    return MlflowTracker(cfg)
+
+
+# ---------------------------------------------------------------------------- where
+def absolute_uri(uri: str) -> str:
+    """``sqlite:///mlflow.db`` → ``sqlite:////launch/dir/mlflow.db``; other URIs unchanged."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + os.path.abspath(uri[len("sqlite:///"):])
+    return uri
+
+
+def is_file_store(uri: str) -> bool:
+    """A plain path or ``file:`` URI: MLflow's file store, which MLflow 3 refuses by default."""
+    scheme = urllib.parse.urlsplit(uri).scheme
+    return scheme in ("", "file") or len(scheme) == 1  # len 1: a Windows drive letter
+
+
+def check_reachable(uri: str, timeout: float = CHECK_TIMEOUT) -> None:
+    """Raise ``TrackingError`` unless the store at ``uri`` answers, within about ``timeout`` seconds.
+
+    http(s): ``GET /health`` of the MLflow server; sqlite: the database's directory is writable;
+    another database URL: its host accepts a TCP connection. Nothing here imports MLflow.
+    """
+    shown = mask_password(uri)
+    parts = urllib.parse.urlsplit(uri)
+    scheme = parts.scheme.split("+")[0]
+    try:
+        if scheme in ("http", "https"):
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+                if response.status != 200:
+                    raise OSError(f"/health answered HTTP {response.status}")
+        elif scheme == "sqlite":
+            _check_sqlite_path(uri[len("sqlite:///"):])
+        elif is_file_store(uri):
+            if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in ("1", "true"):
+                raise OSError("MLflow 3 refuses the file store; use sqlite:///mlflow.db or an http:// server")
+        elif parts.hostname:
+            port = parts.port or DB_PORTS.get(scheme)
+            if port is not None:
+                socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except urllib.error.HTTPError as err:
+        raise TrackingError(f"cannot reach tracking.uri={shown}: /health answered HTTP {err.code}") from None
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "reason", None) or err
+        raise TrackingError(f"cannot reach tracking.uri={shown}: {reason}") from None
+
+
+def _check_sqlite_path(path: str) -> None:
+    if not path:
+        raise OSError("an in-memory database is lost when the run ends; name a file: sqlite:///mlflow.db")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise OSError(f"directory {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise OSError(f"directory {folder} is not writable")
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        raise OSError(f"{os.path.abspath(path)} is not readable and writable")
+
+
+def run_status(state: str, reason: str | None = None) -> str:
+    """The MLflow run status of a trial that ended in ``state``: FINISHED, KILLED or FAILED.
+
+    A trial failed because the user pressed Ctrl-C was stopped, not broken: KILLED.
+    """
+    if state == "failed" and reason is not None and reason.startswith(INTERRUPTED_REASON):
+        return "KILLED"
+    return STATUS[state]
+
+
+# ---------------------------------------------------------------------------- the caller's side
+class MlflowTracker:
+    """Records a study in MLflow through a tracking process; the trial code never waits for it.
+
+    Calls between ``start_trial`` and ``end_trial`` buffer; the buffer goes out at the end of the
+    trial and at least every ``tracking.flush_seconds``. No call raises except ``check`` and
+    ``start_study`` (an unreachable store, before any trial runs).
+    """
+
+    def __init__(self, cfg):
+        tracking = cfg.tracking
+        self.uri = absolute_uri(str(tracking.uri))
+        self.location = mask_password(str(tracking.uri))
+        self.experiment = str(tracking.experiment or cfg.study_name)
+        self.log_weights = bool(tracking.log_weights)
+        self.log_plots = bool(tracking.log_plots)
+        self.flush_seconds = float(tracking.flush_seconds)
+        self._link: _Link | None = None
+        self._checked = False
+        self._trial = None  # key of the open trial run: its number, or "train"
+        self._trial_cfg = None
+        self._trial_data: dict | None = None
+        self._epochs: list[tuple[int, int, dict[str, float]]] = []  # (step, time ms, metrics)
+        self._last_send = 0.0
+        self._lost: list[str] = []  # what this side could not hand over
+        self._report: dict | None = None
+
+    # -- study
+    def check(self) -> None:
+        """Raise ``TrackingError`` when the store cannot be reached (once per tracker)."""
+        if not self._checked:
+            check_reachable(self.uri)
+            self._checked = True
+
+    def start_study(self, study, cfg) -> None:
+        """Check the store, then open the study's parent run (or reopen it: same study, same run)."""
+        self.check()
+        container = OmegaConf.to_container(cfg, resolve=True)
+        self._send(("study", study.study_name, str(cfg.sweep.storage), container))
+
+    def end_study(self, study, interrupted: bool = False) -> None:
+        """Summarise the study on its parent run (best trial, counts, plots, trials table)."""
+        self._send(("study_end", interrupted))
+
+    # -- trial
+    def start_trial(self, number: int | None, cfg, values: dict[str, Any]) -> None:
+        """Open a child run for trial ``number`` (None: a single run, ``mode=train``)."""
+        if self._trial is not None:
+            self.end_trial("failed", {}, None, "the trial's record was not closed")
+        self._trial = "train" if number is None else int(number)
+        self._trial_cfg = cfg
+        self._epochs = []
+        self._last_send = time.monotonic()
+        try:
+            container = OmegaConf.to_container(cfg, resolve=True)
+        except Exception as err:  # never fail a trial because of tracking
+            self._lose(f"trial {number}: config: {err}")
+            container = {}
+        self._trial_data = container.get("data")
+        self._send(("trial_start", self._trial, number, container, os.getpid()))
+
+    def log_epoch(self, metrics: dict[str, float], step: int) -> None:
+        """Buffer one epoch; hand the buffer over when ``flush_seconds`` have passed."""
+        if self._trial is None:
+            return
+        values = {k: float(v) for k, v in metrics.items() if k in EPOCH_METRICS and v is not None}
+        self._epochs.append((int(step), int(time.time() * 1000), values))
+        if time.monotonic() - self._last_send >= self.flush_seconds:
+            self._send(("metrics", self._trial, self._epochs))
+            self._epochs = []
+            self._last_send = time.monotonic()
+
+    def end_trial(self, state: str, final: dict[str, float], result=None, reason: str | None = None) -> None:
+        """Close the trial's run: last curve points, final and test metrics, tags, artifacts, status."""
+        if self._trial is None:
+            return  # the trial failed before it had a run (its config did not compose)
+        key, epochs = self._trial, self._epochs
+        self._trial, self._epochs = None, []
+        metrics = {k: float(v) for k, v in final.items() if k not in EPOCH_METRICS and _is_number(v)}
+        folder = None
+        try:
+            if result is not None:
+                metrics.update(self._test_metrics(result))
+                folder = self._save_weights(result) if self.log_weights else None
+        except Exception as err:  # a test split or weights that cannot be had: the rest still goes
+            self._lose(f"trial {key}: {type(err).__name__}: {err}")
+        step = int(final.get("epochs_run") or (epochs[-1][0] if epochs else 0))
+        self._send(("trial_end", key, state, run_status(state, reason), reason, epochs, metrics, step, folder))
+
+    def _test_metrics(self, result) -> dict[str, float]:
+        """test_cost (and test_accuracy) of the trained net on the held-out test split."""
+        cfg = self._trial_cfg
+        data = load_dataset(self._trial_data or cfg.data, cfg.train.seed)  # cached: the trial loaded it
+        cost = output_and_cost(cfg, data.task)[1]
+        return {k: float(v) for k, v in result.evaluate(data.X_test, data.y_test, cost, "test").items()}
+
+    @staticmethod
+    def _save_weights(result) -> str:
+        """A temp folder holding ``weights/initial.npz`` and ``weights/final.npz`` (nncore format)."""
+        folder = tempfile.mkdtemp(prefix="nnsweep-run-")
+        os.mkdir(os.path.join(folder, "weights"))
+        result.net.save(os.path.join(folder, "weights", "final.npz"))
+        initial = result.net.copy()
+        initial.params[...] = result.initial_params
+        initial.save(os.path.join(folder, "weights", "initial.npz"))
+        return folder
+
+    # -- the end
+    def close(self) -> None:
+        """Wait (at most ``CLOSE_TIMEOUT`` s) until the tracking process has written everything."""
+        link = self._link
+        if link is None or link.owner != os.getpid():
+            return  # nothing sent, or a forked worker: the process that started the link closes it
+        self._link = None
+        self._report = link.close(CLOSE_TIMEOUT)
+
+    @property
+    def report(self) -> dict:
+        """After ``close``: the tracking process's account: ``failed`` and ``skipped`` calls, ``trials``
+        with gaps, ``first_error``, and ``busy``/``cpu``/``count``: wall and CPU seconds and messages per
+        kind of record (``connect``: importing MLflow and opening the store)."""
+        return dict(self._report or {})
+
+    def problems(self) -> str | None:
+        """One line on what could not be recorded, or None. Call after ``close``."""
+        report = self._report or {}
+        parts = []
+        if report.get("timeout"):
+            parts.append(f"the tracking process did not finish within {CLOSE_TIMEOUT:.0f} s")
+        if report.get("failed") or report.get("skipped"):
+            trials = report.get("trials", [])
+            what = [f"the runs of trials {', '.join(map(str, trials[:10]))}{', ...' if len(trials) > 10 else ''}"]
+            what = (what if trials else []) + (["the study's parent run"] if report.get("study") else [])
+            parts.append(f"{report.get('failed', 0)} MLflow calls failed and {report.get('skipped', 0)} were "
+                         f"skipped: {' and '.join(what) or 'some records'} are incomplete in {self.location} "
+                         f"(first error: {report.get('first_error')})")
+        if self._lost:
+            parts.append(f"{len(self._lost)} records were not handed over ({self._lost[0]})")
+        return "; ".join(parts) or None
+
+    # -- plumbing
+    def _send(self, message: tuple) -> None:
+        try:
+            if self._link is None:
+                self._link = _Link(_Settings(self.uri, self.location, self.experiment, self.log_plots))
+                atexit.register(self._close_at_exit)
+            self._link.send(message)
+        except Exception as err:  # the tracking process is gone: count, never fail the caller
+            self._lose(f"{message[0]}: {type(err).__name__}: {err}")
+
+    def _close_at_exit(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def _lose(self, what: str) -> None:
+        if not self._lost:
+            _log.warning("tracking: %s (the study goes on)", what)
+        self._lost.append(what)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold Ctrl-C until the block ends, so a message is never half-written into the pipe."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What the tracking process needs to know (picklable)."""
+
+    uri: str
+    location: str
+    experiment: str
+    log_plots: bool
+
+
+class _Link:
+    """The tracking process and the pipe to it. Forked children of the owner may send too."""
+
+    def __init__(self, settings: _Settings):
+        ctx = multiprocessing.get_context("fork")
+        reader, self._writer = ctx.Pipe(duplex=False)
+        self._report, report_writer = ctx.Pipe(duplex=False)
+        self._lock = ctx.Lock()
+        self.process = ctx.Process(target=_serve, args=(reader, self._writer, report_writer, settings),
+                                   name="mlflow-tracking", daemon=True)
+        self.process.start()
+        reader.close()
+        report_writer.close()
+        self.owner = os.getpid()
+
+    def send(self, message: tuple) -> None:
+        with _sigint_deferred(), self._lock:
+            self._writer.send(message)
+
+    def close(self, timeout: float) -> dict:
+        """Ask the process to finish, wait for its report of what failed, and reap it."""
+        report: dict = {}
+        try:
+            self.send(("close",))
+            if self._report.poll(timeout):
+                report = self._report.recv()
+            else:
+                report = {"timeout": True}
+        except (EOFError, OSError) as err:
+            report = {"failed": 1, "first_error": f"the tracking process died ({type(err).__name__})"}
+        finally:
+            self._writer.close()
+            self.process.join(5)
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join(5)
+        return report
+
+
+# ---------------------------------------------------------------------------- the tracking process
+def _serve(reader, writer, report, settings: _Settings) -> None:
+    """The tracking process: write each message to MLflow in order; report at the end."""
+    writer.close()  # the sender's end: without this copy, the pipe ends when every sender is gone
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the trials; this process drains
+    signal.signal(signal.SIGTERM, _exit_on_term)
+    _quiet_mlflow()
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    threading.Thread(target=_pump, args=(reader, inbox), daemon=True).start()  # the pipe never fills
+    store = _Recorder(settings)
+    closed = False  # True: the owner asked to close; False: it died (or this process was terminated)
+    try:
+        while True:
+            try:
+                message = inbox.get(timeout=0.05)
+            except queue.Empty:
+                store.warm_up()  # idle: import what the end of the study needs
+                continue
+            if message is None or message[0] == "close":
+                closed = message is not None
+                break
+            store.handle(message)
+    finally:
+        store.finish(closed)
+        with contextlib.suppress(OSError):
+            report.send({**store.trouble.report(), "busy": store.busy, "cpu": store.cpu, "count": store.count})
+
+
+def _pump(reader, inbox: queue.SimpleQueue) -> None:
+    """Move messages from the pipe to ``inbox`` as they come; None when the pipe ends (or breaks)."""
+    while True:
+        try:
+            inbox.put(reader.recv())
+        except Exception:  # EOF: every sender is gone; anything else: the stream cannot be trusted
+            inbox.put(None)
+            return
+
+
+def _exit_on_term(signum, frame) -> None:
+    raise SystemExit(143)
+
+
+def _quiet_mlflow() -> None:
+    """Environment and loggers of the tracking process (its own: nothing here reaches the trials)."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    for name in ("alembic", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("optuna").setLevel(logging.ERROR)  # "no complete trials" while plotting a young study
+
+
+class _Lost(Exception):
+    """A record that could not be written (already counted)."""
+
+
+@dataclass
+class _Trouble:
+    """What failed in the tracking process, and the circuit breaker of a store that stopped answering."""
+
+    failed: int = 0
+    skipped: int = 0
+    first_error: str | None = None
+    trials: set = field(default_factory=set)
+    study: bool = False
+    in_a_row: int = 0
+    down_since: float | None = None
+
+    def lost(self, key) -> None:
+        if key == "study":
+            self.study = True
+        elif isinstance(key, int):
+            self.trials.add(key)
+
+    def call(self, key, fn, *args, **kwargs):
+        """``fn(*args)``; a failure is counted against ``key`` and raises ``_Lost``."""
+        if self.down_since is not None and time.monotonic() - self.down_since < RETRY_AFTER:
+            self.skipped += 1
+            self.lost(key)
+            raise _Lost
+        try:
+            out = fn(*args, **kwargs)
+        except Exception as err:
+            self.failed += 1
+            self.lost(key)
+            if self.first_error is None:
+                self.first_error = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+                _log.warning("tracking: an MLflow call failed (%s); the study goes on", self.first_error)
+            self.in_a_row += 1
+            if self.in_a_row >= 2:
+                self.down_since = time.monotonic()
+            raise _Lost from err
+        self.in_a_row, self.down_since = 0, None
+        return out
+
+    def report(self) -> dict:
+        return {"failed": self.failed, "skipped": self.skipped, "first_error": self.first_error,
+                "trials": sorted(self.trials), "study": self.study}
+
+
+@dataclass
+class _OpenRun:
+    run_id: str
+    artifact_uri: str
+    number: int | None
+    container: dict
+    epochs: list = field(default_factory=list)  # (step, metrics) for the curve PNG
+
+
+class _Recorder:
+    """Every MLflow call: one client, the parent run of the study, the open child runs."""
+
+    def __init__(self, settings: _Settings):
+        self.settings = settings
+        self.trouble = _Trouble()
+        self._client = None
+        self._experiment_id: str | None = None
+        self.parent: str | None = None
+        self.parent_open = False  # the parent is RUNNING because of this process
+        self.study_name: str | None = None
+        self.storage: str | None = None
+        self.container: dict = {}
+        self.runs: dict[Any, _OpenRun] = {}
+        self.tests: dict[int, dict] = {}  # trial number -> its final and test metrics
+        self._warm = False
+        self.busy: dict[str, float] = {}  # wall seconds per message kind (and "connect", within the first)
+        self.cpu: dict[str, float] = {}  # CPU seconds per message kind (and "connect")
+        self.count: dict[str, int] = {}
+
+    # -- plumbing
+    def client(self):
+        if self._client is None:
+            start, cpu = time.perf_counter(), time.process_time()
+            from mlflow.tracking import MlflowClient
+            _quiet_mlflow()  # importing MLflow set its logger's level
+            client = MlflowClient(self.settings.uri)
+            self._experiment_id = self._experiment(client)
+            self._client = client
+            self.busy["connect"] = time.perf_counter() - start
+            self.cpu["connect"] = time.process_time() - cpu
+        return self._client
+
+    def _experiment(self, client) -> str:
+        name = self.settings.experiment
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                return client.create_experiment(name)
+            except Exception:  # another process made it first
+                experiment = client.get_experiment_by_name(name)
+                if experiment is None:
+                    raise
+        if experiment.lifecycle_stage == "deleted":
+            _log.warning("tracking: MLflow experiment %r was deleted; restoring it", name)
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+
+    def call(self, key, method: str, *args, **kwargs):
+        """``client.method(*args)`` (the client made on first use), counted against ``key``."""
+        client = self._client if self._client is not None else self.trouble.call(key, self.client)
+        return self.trouble.call(key, getattr(client, method), *args, **kwargs)
+
+    def handle(self, message: tuple) -> None:
+        kind, *args = message
+        start, cpu = time.perf_counter(), time.process_time()
+        try:
+            getattr(self, "on_" + kind)(*args)
+        except _Lost:
+            pass
+        except Exception as err:  # a bug or odd data here must not end the tracking process
+            self.trouble.failed += 1
+            self.trouble.lost(args[0] if kind.startswith(("trial", "metrics")) and args else "study")
+            self.trouble.first_error = self.trouble.first_error or f"{kind}: {type(err).__name__}: {err}"
+            _log.warning("tracking: %s failed: %s", kind, err, exc_info=True)
+        finally:
+            self.busy[kind] = self.busy.get(kind, 0.0) + time.perf_counter() - start
+            self.cpu[kind] = self.cpu.get(kind, 0.0) + time.process_time() - cpu
+            self.count[kind] = self.count.get(kind, 0) + 1
+
+    def warm_up(self) -> None:
+        """Import the plotting and MLflow modules while nothing waits for them."""
+        if self._warm:
+            return
+        self._warm = True
+        with contextlib.suppress(Exception):
+            import mlflow.tracking  # noqa: F401
+            if self.settings.log_plots:
+                import matplotlib
+                matplotlib.use("Agg")
+                import matplotlib.pyplot  # noqa: F401
+                import optuna.visualization.matplotlib  # noqa: F401
+                with contextlib.suppress(ImportError):
+                    import optuna.visualization  # noqa: F401
+                    import plotly.graph_objects as go
+                    for trace in (go.Scatter, go.Bar, go.Parcoords):  # plotly builds validators on first use
+                        go.Figure(trace()).to_json()
+
+    # -- study
+    def on_study(self, study_name: str, storage: str, container: dict) -> None:
+        self.study_name, self.storage, self.container = study_name, storage, masked(container)
+        container = self.container
+        study = _load_study(study_name, storage)
+        self.experiment_id("study")
+        from .sweep import claim_lock  # here, not at the top: experiments.sweep imports this module
+        with claim_lock(storage):
+            run_id = study.user_attrs.get(PARENT_ATTR)
+            run = self._existing_run(run_id) if run_id else None
+            if run is None:
+                run_id = self._create_parent(study_name, container)
+                study.set_user_attr(PARENT_ATTR, run_id)
+            else:
+                self._reopen_parent(run, container)
+        self.parent, self.parent_open = run_id, True
+        self._close_stale_children(study)
+
+    def _existing_run(self, run_id: str):
+        """The live run ``run_id`` in this store and experiment, or None (deleted, or kept elsewhere)."""
+        found = self.call("study", "search_runs", [self._experiment_id], f"attributes.run_id = '{run_id}'",
+                          max_results=1)
+        return found[0] if found else None
+
+    def _create_parent(self, study_name: str, container: dict) -> str:
+        tags = {"mlflow.runName": study_name, "optuna.study": study_name, "mlflow.note.content":
+                f"Optuna study **{study_name}**: one child run per trial. The summary, the study's plots "
+                "(`plots/`) and the trials table (`trials.csv`) arrive when the study ends.",
+                **_environment_tags()}
+        run = self.call("study", "create_run", self._experiment_id, tags=tags, run_name=study_name)
+        params = _study_params(container)
+        self.call("study", "log_batch", run.info.run_id, params=[_param(k, v) for k, v in params.items()])
+        return run.info.run_id
+
+    def _reopen_parent(self, run, container: dict) -> None:
+        """A resumed study: RUNNING again; sweep settings that changed (n_trials, ...) become tags."""
+        run_id = run.info.run_id
+        self.call("study", "update_run", run_id, status="RUNNING")
+        old, new = run.data.params, _study_params(container)
+        params = [_param(k, v) for k, v in new.items() if k not in old]
+        tags = [_tag(f"changed.{k}", v) for k, v in new.items() if k in old and old[k] != str(v)]
+        tags.append(_tag("resumed", time.strftime("%Y-%m-%d %H:%M:%S")))
+        self.call("study", "log_batch", run_id, params=params, tags=tags)
+
+    def _close_stale_children(self, study) -> None:
+        """Child runs left RUNNING by a killed process whose trial Optuna no longer runs: KILLED."""
+        running = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+        found = self.call("study", "search_runs", [self._experiment_id],
+                          f"tags.`mlflow.parentRunId` = '{self.parent}' and attributes.status = 'RUNNING'")
+        for run in found:
+            number = run.data.tags.get("optuna.trial_number")
+            if number is not None and number.isdigit() and int(number) not in running:
+                why = "the process that ran it was killed before the trial ended"
+                self.call("study", "set_tag", run.info.run_id, "killed_reason", why)
+                self.call("study", "set_terminated", run.info.run_id, "KILLED")
+
+    def on_study_end(self, interrupted: bool) -> None:
+        if self.parent is None:
+            return
+        study = StudySnapshot(self.study_name, open_storage(self.storage))
+        metrics, tags, note = self._summary(study)
+        now, step = int(time.time() * 1000), len(study.trials)
+        self.call("study", "log_batch", self.parent, metrics=[_metric(k, v, now, step) for k, v in metrics.items()],
+                  tags=[_tag(k, v) for k, v in tags.items()] + [_tag("mlflow.note.content", note)])
+        folder = tempfile.mkdtemp(prefix="nnsweep-study-")
+        plots, names = os.path.join(folder, "plots"), list(self.container["sweep"]["objective"]["metrics"])
+        try:
+            # Drawing takes the longest; the trials are over and a core is free: half of it in a child.
+            slow = ("parallel_coordinate", "intermediate_values", "pareto_front")
+            child = _forked(write_png_plots, study, names, plots, slow) if self.settings.log_plots else None
+            study.trials_dataframe().to_csv(os.path.join(folder, "trials.csv"), index=False)
+            if self.settings.log_plots:
+                write_html_plots(study, names, plots)
+                write_png_plots(study, names, plots, [p for p in study_plots(study, names) if p not in slow])
+            if child is not None:
+                _wait(child)
+            self.call("study", "log_artifacts", self.parent, folder)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.call("study", "set_terminated", self.parent, "KILLED" if interrupted else "FINISHED")
+        self.parent_open = False
+
+    def _summary(self, study) -> tuple[dict, dict, str]:
+        """Metrics, tags and the run description that summarise the study on its parent run.
+
+        Few metrics (each becomes a chart in the UI's chart view): the best trial's objective,
+        val and test metrics. Counts, the best trial's number, run id, hyperparameters and its
+        other results are tags."""
+        S = optuna.trial.TrialState
+        trials = study.get_trials(deepcopy=False)
+        states = [t.state for t in trials]
+        counts = {"complete": states.count(S.COMPLETE), "pruned": states.count(S.PRUNED),
+                  "failed": states.count(S.FAIL), "running": states.count(S.RUNNING)}
+        metrics: dict[str, float] = {}
+        tags = {f"trials.{k}": str(v) for k, v in counts.items()}
+        names = list(self.container["sweep"]["objective"]["metrics"])
+        complete = counts["complete"] > 0
+        best = ([study.best_trial] if complete else []) if len(study.directions) == 1 else study.best_trials
+        lines = [f"Optuna study **{study.study_name}**: {counts['complete']} complete, {counts['pruned']} pruned, "
+                 f"{counts['failed']} failed trials (one child run each, `trial-NNNN`)."]
+        if len(study.directions) == 1 and best:  # (best_trials would list every trial tied for best)
+            trial = best[0]
+            child = self._child_metrics(trial.number)
+            if "run_id" in child:
+                tags["best.run_id"] = child.pop("run_id")
+            results = {k: v for k, v in {**child, **trial.user_attrs}.items() if _is_number(v) and _is_result(k)}
+            metrics.update({f"best.{n}": v for n, v in zip(names, trial.values)})
+            metrics.update({f"best.{k}": v for k, v in results.items() if k in SUMMARY_METRICS})
+            tags.update({f"best.{k}": str(v) for k, v in results.items() if f"best.{k}" not in metrics})
+            tags.update({"best.trial_number": str(trial.number), **{f"best.{k}": str(v)
+                                                                     for k, v in trial.params.items()}})
+            values = ", ".join(f"{n} = {v:.4g}" for n, v in zip(names, trial.values))
+            lines.append(f"Best: trial {trial.number} (`trial-{trial.number:04d}`), {values}; "
+                         + ", ".join(f"{k} = {_short(v)}" for k, v in trial.params.items()) + ".")
+        elif best:
+            tags["best.trial_numbers"] = ", ".join(str(t.number) for t in best)
+            lines.append("Pareto front: trials " + tags["best.trial_numbers"] + ".")
+        for state, attr, word in ((S.PRUNED, "prune_reason", "Pruned"), (S.FAIL, "fail_reason", "Failed")):
+            reasons: dict[str, list[int]] = {}
+            for t in trials:
+                if t.state == state:
+                    reasons.setdefault(t.user_attrs.get(attr, "no reason recorded"), []).append(t.number)
+            if reasons:
+                lines.append(f"{word}: " + "; ".join(f"trials {', '.join(map(str, numbers))}: {reason}" for
+                                                      reason, numbers in reasons.items())[:2000] + ".")
+        lines.append("Artifacts: `plots/` (optimization history, parameter importances, parallel coordinates, "
+                     "intermediate values) and `trials.csv`.")
+        return metrics, tags, "\n\n".join(lines)
+
+    def _child_metrics(self, number: int) -> dict:
+        """The final and test metrics of trial ``number``'s run (and its ``run_id``)."""
+        if number in self.tests:
+            return dict(self.tests[number])
+        with contextlib.suppress(_Lost):
+            found = self.call("study", "search_runs", [self._experiment_id],
+                              f"tags.`mlflow.parentRunId` = '{self.parent}' and tags.`optuna.trial_number` = "
+                              f"'{number}'", max_results=1)
+            if found:
+                return {**found[0].data.metrics, "run_id": found[0].info.run_id}
+        return {}
+
+    # -- trials
+    def on_trial_start(self, key, number: int | None, container: dict, pid: int) -> None:
+        self.runs.pop(key, None)
+        container = masked(container)
+        if number is None:
+            run_name = time.strftime("train-%Y%m%d-%H%M%S")
+            tags = {"mlflow.runName": run_name, **_environment_tags()}
+        else:
+            run_name = f"trial-{number:04d}"
+            tags = {"mlflow.runName": run_name, "optuna.study": str(self.study_name),
+                    "optuna.trial_number": str(number), "optuna.trial_state": "RUNNING",
+                    "host": socket.gethostname(), "pid": str(pid)}
+            if self.parent is not None:
+                tags["mlflow.parentRunId"] = self.parent
+        seed = container.get("train", {}).get("seed")
+        if seed is not None:
+            tags["seed"] = str(seed)
+        run = self.call(key, "create_run", self.experiment_id(key), tags=tags, run_name=run_name)
+        self.runs[key] = _OpenRun(run.info.run_id, run.info.artifact_uri, number, container)
+        params = flatten(container) if container else {}
+        self.call(key, "log_batch", run.info.run_id, params=[_param(k, v) for k, v in params.items()])
+
+    def experiment_id(self, key) -> str:
+        """The experiment's id (the client made on first use)."""
+        if self._client is None:
+            self.trouble.call(key, self.client)
+        return self._experiment_id
+
+    def on_metrics(self, key, epochs: list) -> None:
+        run = self._open(key)
+        run.epochs.extend((step, values) for step, _, values in epochs)
+        self.call(key, "log_batch", run.run_id, metrics=_epoch_metrics(epochs))
+
+    def on_trial_end(self, key, state: str, status: str, reason: str | None, epochs: list, final: dict,
+                     step: int, folder: str | None) -> None:
+        try:
+            run = self._open(key)
+            run.epochs.extend((s, values) for s, _, values in epochs)
+            if run.number is not None:
+                self.tests[run.number] = {**final, "run_id": run.run_id}
+            now = int(time.time() * 1000)
+            tags = [_tag("optuna.trial_state", OPTUNA_STATE[state])] if run.number is not None else []
+            tags += _reason_tags(state, status, reason)
+            self.call(key, "log_batch", run.run_id, tags=tags,
+                      metrics=_epoch_metrics(epochs) + [_metric(k, v, now, step) for k, v in final.items()])
+            folder = folder or tempfile.mkdtemp(prefix="nnsweep-run-")
+            self._write_run_files(run, folder)
+            self.trouble.call(key, self._artifacts(run).log_artifacts, folder)
+            self.call(key, "set_terminated", run.run_id, status)
+            self.runs.pop(key, None)
+        finally:
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def _artifacts(self, run: _OpenRun):
+        """The run's artifact repository, from the URI create_run returned: ``client.log_artifacts``
+        would first read the whole run back (params, tags, metrics) to learn it, ~35 ms a trial."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+        return get_artifact_repository(run.artifact_uri, tracking_uri=self.settings.uri)
+
+    def _open(self, key) -> _OpenRun:
+        if key not in self.runs:
+            self.trouble.skipped += 1
+            self.trouble.lost(key)
+            raise _Lost
+        return self.runs[key]
+
+    def _write_run_files(self, run: _OpenRun, folder: str) -> None:
+        """``config.yaml`` (the resolved config) and ``curves.png`` into ``folder``."""
+        if run.container:  # = OmegaConf.to_yaml of the resolved config, at a fifth of the cost
+            Path(folder, "config.yaml").write_text(yaml.safe_dump(run.container, sort_keys=False))
+        if self.settings.log_plots and run.epochs:
+            title = f"trial {run.number}" if run.number is not None else "train"
+            last = run.epochs[-1][1].get("val_cost")
+            if last is not None:
+                title += f": val_cost {last:.4g} after {run.epochs[-1][0]} epochs"
+            render_curves(run.epochs, os.path.join(folder, "curves.png"), title)
+
+    def finish(self, closed: bool) -> None:
+        """Runs still open when this process stops are ended: a child whose trial never ended KILLED;
+        the parent FINISHED when the owner closed without a summary (``closed``), else KILLED."""
+        why = "its trial never ended" if closed else "the process that ran it ended without closing it"
+        for key, run in list(self.runs.items()):
+            with contextlib.suppress(_Lost):
+                self.call(key, "set_tag", run.run_id, "killed_reason", why)
+                self.call(key, "set_terminated", run.run_id, "KILLED")
+            self.runs.pop(key, None)
+        if self.parent_open:
+            with contextlib.suppress(_Lost):
+                self.call("study", "set_terminated", self.parent, "FINISHED" if closed else "KILLED")
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _is_result(name: str) -> bool:
+    """A metric of a trained net (not a bookkeeping attr such as pid or seed)."""
+    return name in EPOCH_METRICS[:-1] or name in ("epochs_run", "n_params") or name.startswith("test_")
+
+
+def _load_study(study_name: str, storage: str) -> optuna.Study:
+    return optuna.load_study(study_name=study_name, storage=open_storage(storage))
+
+
+class StudySnapshot(optuna.Study):
+    """The study with its trials read once: Optuna's plots read them a dozen times, deep-copied
+    each time (a third of their cost). For reading only, after the trials are over."""
+
+    def get_trials(self, deepcopy: bool = True, states=None) -> list:
+        if not hasattr(self, "_snapshot"):
+            self._snapshot = super().get_trials(deepcopy=False)
+        return [t for t in self._snapshot if states is None or t.state in states]
+
+
+def masked(node):
+    """``node`` (a config as plain containers) with every URL password masked (storage, tracking URI)."""
+    if isinstance(node, dict):
+        return {k: masked(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [masked(v) for v in node]
+    return mask_password(node) if isinstance(node, str) and "://" in node else node
+
+
+def _study_params(container: dict) -> dict[str, Any]:
+    """The parent run's params: the sweep config (passwords masked) and the study name."""
+    params = {f"sweep.{k}": v for k, v in flatten(container["sweep"]).items()}
+    params["study_name"] = container.get("study_name")
+    params["data.name"] = container.get("data", {}).get("name")
+    return params
+
+
+def _environment_tags() -> dict[str, str]:
+    """Where and with what the study ran: git commit, Python and package versions, host, user."""
+    tags = {"host": socket.gethostname(), "version.python": platform.python_version(),
+            "mlflow.source.name": "run.py", "mlflow.source.type": "LOCAL"}
+    for package in VERSIONED:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            tags[f"version.{package}"] = importlib.metadata.version(package)
+    with contextlib.suppress(Exception):
+        import getpass
+        tags["mlflow.user"] = getpass.getuser()
+    commit = git_commit(Path(__file__).resolve().parents[1])
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def git_commit(folder: Path) -> str | None:
+    """The commit checked out in ``folder``'s git work tree, or None (no git, no repository)."""
+    try:
+        out = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and commit else None
+
+
+def _reason_tags(state: str, status: str, reason: str | None):
+    """pruned=true, prune_reason / fail_reason (first line) and the run's description with all of it."""
+    tags = []
+    if state == "pruned":
+        tags.append(_tag("pruned", "true"))
+    if reason:
+        first = reason.splitlines()[0]
+        tags.append(_tag("prune_reason" if state == "pruned" else "fail_reason", first[:5000]))
+        word = {"KILLED": "Stopped", "FAILED": "Failed"}.get(status, "Ended")
+        body = reason if "\n" not in reason else f"{first}\n\n```\n{reason[len(first):].strip()}\n```"
+        tags.append(_tag("mlflow.note.content", f"{word}: {body}"[:7900]))
+    return tags
+
+
+def _epoch_metrics(epochs: list) -> list:
+    return [_metric(k, v, ms, step) for step, ms, values in epochs for k, v in values.items()]
+
+
+def _metric(key: str, value: float, timestamp: int, step: int):
+    from mlflow.entities import Metric
+    value = float(value)
+    return Metric(key, value if not math.isinf(value) else math.copysign(1.7e308, value), timestamp, step)
+
+
+def _param(key: str, value):
+    from mlflow.entities import Param
+    return Param(key, str(value))
+
+
+def _tag(key: str, value):
+    from mlflow.entities import RunTag
+    return RunTag(key, str(value))
+
+
+# ---------------------------------------------------------------------------- plots
+CURVE_COLORS = {"train_cost": (31, 119, 180), "val_cost": (255, 127, 14)}
+
+
+def render_curves(epochs: list, path: str, title: str, size: tuple[int, int] = (400, 250)) -> None:
+    """``epochs`` = [(epoch, {metric: value})] → a small PNG of train_cost and val_cost at ``path``.
+
+    Drawn with Pillow (matplotlib's own image library): about 4 ms of CPU against 30-40 ms for
+    the same chart in matplotlib Agg, which counts when a study has hundreds of trials.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    width, height = size
+    left, right, top, bottom = 54, width - 10, 24, height - 32
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=11)
+    series = {name: [(step, m[name]) for step, m in epochs if math.isfinite(m.get(name, math.nan))]
+              for name in CURVE_COLORS}
+    values = [v for points in series.values() for _, v in points]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = 0.05 * (high - low) or 0.5
+    low, high = low - pad, high + pad
+    first, last = (epochs[0][0], epochs[-1][0]) if epochs else (0, 1)
+    if last == first:
+        first, last = first - 1, last + 1
+
+    def x(step: float) -> float:
+        return left + (step - first) / (last - first) * (right - left)
+
+    def y(value: float) -> float:
+        return bottom - (value - low) / (high - low) * (bottom - top)
+
+    for value in nice_ticks(low, high, 6):
+        draw.line([(left, y(value)), (right, y(value))], fill=(225, 225, 225))
+        draw.text((left - 4, y(value)), f"{value:.3g}", fill="black", font=font, anchor="rm")
+    for step in nice_ticks(first, last, 6, integer=True):
+        draw.line([(x(step), bottom), (x(step), bottom + 3)], fill="black")
+        draw.text((x(step), bottom + 5), str(int(step)), fill="black", font=font, anchor="mt")
+    draw.rectangle([left, top, right, bottom], outline="black")
+    for name, points in series.items():
+        xy = [(x(step), y(value)) for step, value in points]
+        if len(xy) > 1:
+            draw.line(xy, fill=CURVE_COLORS[name], width=2)
+        for px, py in xy if len(xy) < 12 else ():
+            draw.ellipse([px - 2, py - 2, px + 2, py + 2], fill=CURVE_COLORS[name])
+    draw.text((left, 6), title, fill="black", font=font)
+    draw.text(((left + right) / 2, height - 3), "epoch", fill="black", font=font, anchor="mb")
+    for i, name in enumerate(CURVE_COLORS):
+        ly = top + 10 + 14 * i
+        draw.line([(right - 84, ly), (right - 68, ly)], fill=CURVE_COLORS[name], width=2)
+        draw.text((right - 64, ly), name, fill="black", font=font, anchor="lm")
+    image.save(path, compress_level=1)
+
+
+def nice_ticks(low: float, high: float, count: int, integer: bool = False) -> list[float]:
+    """About ``count`` round tick values (steps of 1, 2, 2.5 or 5 × 10^k) within [low, high]."""
+    raw = (high - low) / max(1, count - 1)
+    if raw <= 0:
+        return [low]
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    if integer:
+        step = max(1, round(step))
+    start = math.ceil(low / step) * step
+    return [start + i * step for i in range(int((high - start) / step + 1e-9) + 1)]
+
+
+def write_study_plots(study, metrics: list[str], folder: str) -> list[str]:
+    """Optuna's study plots into ``folder``: a PNG each (matplotlib) and one interactive
+    ``study.html`` (plotly). Returns the files written."""
+    return write_png_plots(study, metrics, folder) + write_html_plots(study, metrics, folder)
+
+
+def study_plots(study, metrics: list[str]) -> dict[str, tuple[str, dict]]:
+    """{file stem: (optuna.visualization function name, its keyword arguments)} for ``study``:
+    optimization history, parameter importances, parallel coordinates, intermediate values
+    (and the Pareto front of a multi-objective study, whose other plots show ``metrics[0]``).
+    Importances: Optuna's default fANOVA with 16 trees instead of 64 (a quarter of the time)."""
+    from optuna.importance import FanovaImportanceEvaluator
+
+    multi = len(study.directions) > 1
+    target = {"target": (lambda t: t.values[0]), "target_name": metrics[0]} if multi else {}
+    plots = {
+        "optimization_history": ("plot_optimization_history", target),
+        "param_importances": ("plot_param_importances", {**target, "evaluator": FanovaImportanceEvaluator(n_trees=16, seed=0)}),  # noqa: E501
+        "parallel_coordinate": ("plot_parallel_coordinate", target),
+        "intermediate_values": ("plot_intermediate_values", {}),
+    }
+    if multi:
+        plots["pareto_front"] = ("plot_pareto_front", {"target_names": metrics})
+    return plots
+
+
+def write_png_plots(study, metrics: list[str], folder: str, only=None) -> list[str]:
+    """The plots of :func:`study_plots` (those named in ``only``, default all) as PNGs
+    (optuna.visualization.matplotlib, Agg; no browser). A plot the study cannot draw yet (too few
+    trials) is left out."""
+    import warnings
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as vm
+
+    os.makedirs(folder, exist_ok=True)
+    written = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, (function, kwargs) in study_plots(study, metrics).items():
+            if only is not None and name not in only:
+                continue
+            with contextlib.suppress(Exception):
+                figure = _figure_of(getattr(vm, function)(study, **kwargs))
+                try:
+                    figure.savefig(os.path.join(folder, f"{name}.png"), dpi=80)
+                    written.append(f"{name}.png")
+                finally:
+                    plt.close(figure)
+    return written
+
+
+def write_html_plots(study, metrics: list[str], folder: str) -> list[str]:
+    """The plots of :func:`study_plots`, interactive, in one ``study.html`` (see :func:`plots_page`).
+    Nothing when plotly is not installed."""
+    import warnings
+
+    try:
+        import optuna.visualization as vp
+        import plotly  # noqa: F401
+    except ImportError:
+        return []
+    os.makedirs(folder, exist_ok=True)
+    figures = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for function, kwargs in study_plots(study, metrics).values():
+            with contextlib.suppress(Exception):
+                figures.append(getattr(vp, function)(study, **kwargs))
+    if not figures:
+        return []
+    Path(folder, "study.html").write_text(plots_page(study.study_name, figures))
+    return ["study.html"]
+
+
+def plots_page(title: str, figures: list) -> str:
+    """One HTML page with plotly ``figures``; plotly.js comes from the plotly CDN when the page opens.
+
+    Why not embedded: plotly.js is 4.8 MB, and the MLflow UI's artifact view shows such a page
+    blank (measured with MLflow 3.17); with the CDN the page is ~100 kB and renders in the UI.
+    Offline, the PNGs beside it hold the same plots.
+    """
+    parts = [f.to_html(full_html=False, include_plotlyjs="cdn" if i == 0 else False, default_height="520px")
+             for i, f in enumerate(figures)]  # a fixed height: "100%" is 0 px in the artifact view's frame
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}: Optuna plots</title>"
+            "</head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+
+
+def _forked(function, *args) -> int | None:
+    """``function(*args)`` in a forked child (no MLflow call there); its pid, or None when it ran
+    here because fork failed. The tracking process's reader thread holds no lock the child needs."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # Python >= 3.12: fork with threads
+            pid = os.fork()
+    except OSError:
+        function(*args)
+        return None
+    if pid == 0:
+        code = 1
+        try:
+            function(*args)
+            code = 0
+        finally:
+            os._exit(code)
+    return pid
+
+
+def _wait(pid: int, timeout: float = 120.0) -> None:
+    """Reap the child ``pid``; kill it after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            return
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
+def _figure_of(axes):
+    """The figure behind what an optuna.visualization.matplotlib function returned."""
+    import numpy as np
+    first = np.asarray(axes, dtype=object).flat[0]
+    return first.figure

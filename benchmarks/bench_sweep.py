@@ -1,0 +1,390 @@
+"""Figures of the study harness: ``python run.py`` against an Optuna + scikit-learn peer, its
+overhead over bare training, its scaling with workers, and what pruning saves.
+
+What it runs (each study from scratch in its own temp dir, N trials, default N = 50):
+
+- peer      Optuna (TPE, seed 0) over scikit-learn's ``MLPClassifier`` on digits, in a subprocess
+            like ours (interpreter start-up counted). Its space mirrors our default study's
+            (``conf/sweep/default.yaml``): depth and width choices, ``learning_rate_init`` log
+            1e-4..1, batch sizes, ``max_iter`` over our epochs range; plus solver adam/sgd,
+            activation relu/tanh/logistic and log ``alpha`` 1e-6..1e-2. Same split as ours
+            (``experiments.data.load_dataset`` of the digits config); objective: validation
+            accuracy; each trial's final value logged by optuna-integration's ``MLflowCallback``
+            to a sqlite MLflow store (skipped with a note when optuna-integration is missing).
+            One process, BLAS capped at 1 thread.
+- ours      ``python run.py`` (the default study: TPE seed 0, median pruner, ``sweep.n_workers``
+            as configured, 1 BLAS thread per worker) with tracking on (default) and off
+            (``tracking=none``). Best validation accuracy is read from the journal: the highest
+            ``val_accuracy`` of a complete trial.
+- overhead  the default study with ``sweep.n_workers=1`` (tracking on, and off): every finished
+            trial's config recomposed with ``experiments.sweep.compose_trial`` and trained bare by
+            ``experiments.trainer.train_config`` (pruned ones for the epochs they ran, diverged ones
+            until they diverge), summed; ratio = study wall time (whole process) / that sum.
+- workers   the same N configurations with 1 and 2 workers (``pruner.name=none``, tracking off):
+            the grid sampler over a discrete copy of the default space (lr and dropout as
+            choices), whose trial k is grid point k whatever the number of workers.
+- pruning   the default study, 1 worker, tracking off, median pruner vs none (same sampler seed):
+            epochs spent (the journal's intermediate values, one per epoch run) and best val cost.
+
+Run it (a few minutes on 2 cores)::
+
+    python benchmarks/bench_sweep.py               # 50 trials per study
+    python benchmarks/bench_sweep.py --trials 8    # smoke run
+
+This is a script that prints figures, not a test: nothing here fails on a MISS.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+STUDY = "digits-default"
+OFF = ["tracking=none"]
+ONE = ["sweep.n_workers=1"]
+DISCRETE = ['sweep.params={optimizer.lr: "choice(1e-3, 1e-2, 1e-1)", model.dropout: "choice(0.0, 0.15, 0.3)"}',
+            "sweep.sampler.name=grid"]
+NO_PRUNING = ["sweep.pruner.name=none"]
+
+
+# ---------------------------------------------------------------------------- helpers
+def compose_config(overrides: list[str]):
+    """Our composed root config, validated (Hydra initialised on conf/ for the call)."""
+    from hydra import compose, initialize_config_dir
+
+    from experiments.config import register_configs, validate
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    validate(cfg)
+    return cfg
+
+
+def load_study(workdir: Path, name: str = STUDY):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(workdir / "optuna.journal")))
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def states():
+    import optuna
+
+    return optuna.trial.TrialState
+
+
+def run_ours(workdir: Path, overrides: list[str]) -> dict:
+    """``python run.py OVERRIDES`` from ``workdir``: wall time and what the journal holds."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cpu0, load0 = children_cpu(), os.getloadavg()[0]
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides], cwd=workdir, capture_output=True,
+                          text=True)
+    wall = time.perf_counter() - start
+    cpu, load = children_cpu() - cpu0, max(load0, os.getloadavg()[0])
+    if proc.returncode != 0:
+        raise RuntimeError(f"run.py {' '.join(overrides)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+    study = load_study(workdir)
+    S = states()
+    trials = study.trials
+    complete = [t for t in trials if t.state == S.COMPLETE]
+    span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
+    busy = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials)
+    return {
+        "dir": workdir, "overrides": overrides, "wall": wall, "cpu": cpu, "load": load, "n": len(trials),
+        "span": span, "parallel": busy / span,
+        "complete": len(complete), "pruned": sum(t.state == S.PRUNED for t in trials),
+        "failed": sum(t.state == S.FAIL for t in trials),
+        "best_val_cost": study.best_value,
+        "best_val_accuracy": max(t.user_attrs["val_accuracy"] for t in complete),
+        "best_trial_val_accuracy": study.best_trial.user_attrs["val_accuracy"],
+        "epochs": sum(len(t.intermediate_values) for t in trials),
+    }
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children and theirs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def start_up(workdir: Path, overrides: list[str]) -> float:
+    """Wall time of ``run.py`` on a study that is already full: start-up, open, summary; no trial."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides], cwd=workdir, capture_output=True, check=True)
+    return time.perf_counter() - start
+
+
+def replay_bare(run: dict) -> tuple[float, float, bool]:
+    """Wall and CPU seconds to train every finished trial of ``run`` bare by ``train_config``
+    (composition untimed), and whether every complete trial's replay ended on the recorded value."""
+    from hydra import compose, initialize_config_dir
+    from threadpoolctl import threadpool_limits
+
+    import nncore
+    from experiments.config import register_configs
+    from experiments.data import load_dataset
+    from experiments.sweep import compose_trial, make_plan
+    from experiments.trainer import train_config
+
+    S = states()
+    study = load_study(run["dir"])
+    register_configs()
+    total, cpu, same = 0.0, 0.0, True
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=run["overrides"])
+        plan = make_plan(cfg, run["overrides"])
+        with threadpool_limits(cfg.train.threads):
+            for trial in study.trials:
+                if trial.state not in (S.COMPLETE, S.PRUNED, S.FAIL):
+                    continue
+                trial_cfg = compose_trial(plan, trial.params)
+                data = load_dataset(trial_cfg.data, trial_cfg.train.seed)
+                ran = len(trial.intermediate_values) if trial.state == S.PRUNED else None
+
+                def on_epoch(metrics, ran=ran):
+                    return ran is not None and metrics.epoch >= ran
+
+                start, cpu_start = time.perf_counter(), time.process_time()
+                try:
+                    result = train_config(trial_cfg, data, on_epoch)
+                except nncore.DivergenceError:
+                    result = None
+                total += time.perf_counter() - start
+                cpu += time.process_time() - cpu_start
+                if trial.state == S.COMPLETE:
+                    same = same and result is not None and math.isclose(
+                        result.final[plan.metrics[0]], trial.value, rel_tol=1e-9)
+    return total, cpu, same
+
+
+# ---------------------------------------------------------------------------- the peer
+def peer_space():
+    """The peer's search space, mirroring our default study's where scikit-learn has the knob."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from experiments.search_space import parse_search_space
+
+    ours = parse_search_space(dict(compose_config([]).sweep.params))[0]
+    return {
+        "n_layers": ours["model.depth"],
+        "width": ours["model.width"],
+        "learning_rate_init": ours["optimizer.lr"],
+        "batch_size": ours["train.batch_size"],
+        "max_iter": ours["train.epochs"],
+        "solver": CategoricalDistribution(["adam", "sgd"]),
+        "activation": CategoricalDistribution(["relu", "tanh", "logistic"]),
+        "alpha": FloatDistribution(1e-6, 1e-2, log=True),
+    }, (IntDistribution, FloatDistribution, CategoricalDistribution)
+
+
+def peer_main(n_trials: int, workdir: Path) -> None:
+    """The peer study in this process (run as a subprocess by ``main``); prints one JSON line."""
+    import numpy as np
+    import optuna
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+    from threadpoolctl import threadpool_limits
+
+    from experiments.data import load_dataset
+
+    cfg = compose_config(["data=digits"])
+    data = load_dataset(cfg.data, cfg.train.seed)
+    space, (IntDistribution, FloatDistribution, _) = peer_space()
+
+    def suggest(trial, name):
+        d = space[name]
+        if isinstance(d, IntDistribution):
+            return trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
+        if isinstance(d, FloatDistribution):
+            return trial.suggest_float(name, d.low, d.high, step=d.step, log=d.log)
+        return trial.suggest_categorical(name, d.choices)
+
+    def objective(trial):
+        p = {name: suggest(trial, name) for name in space}
+        clf = MLPClassifier(hidden_layer_sizes=(p["width"],) * p["n_layers"], activation=p["activation"],
+                            solver=p["solver"], alpha=p["alpha"], batch_size=p["batch_size"],
+                            learning_rate_init=p["learning_rate_init"], max_iter=p["max_iter"], random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            clf.fit(data.X_train, data.y_train)
+        accuracy = float(np.mean(clf.predict(data.X_val) == data.y_val))
+        if not math.isfinite(clf.loss_):
+            raise ValueError("diverged")
+        return accuracy
+
+    callbacks, note = [], ""
+    try:
+        from optuna_integration.mlflow import MLflowCallback
+
+        callbacks.append(MLflowCallback(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}", metric_name="val_accuracy"))
+    except ImportError as err:
+        note = f"MLflow logging skipped: optuna-integration not importable ({err})"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
+    start = time.perf_counter()
+    with threadpool_limits(1):
+        study.optimize(objective, n_trials=n_trials, callbacks=callbacks, catch=(ValueError, FloatingPointError))
+    optimize = time.perf_counter() - start
+    S = states()
+    print(json.dumps({"best_val_accuracy": study.best_value, "optimize": optimize, "n": len(study.trials),
+                      "failed": sum(t.state == S.FAIL for t in study.trials), "note": note,
+                      "mlflow_runs": _count_mlflow_runs(workdir) if callbacks else 0}))
+
+
+def _count_mlflow_runs(workdir: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(workdir / "mlflow.db") as db:
+        return int(db.execute("select count(*) from runs").fetchone()[0])
+
+
+def run_peer(n_trials: int, workdir: Path) -> dict:
+    workdir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--peer", str(n_trials), str(workdir)],
+                          cwd=workdir, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"peer exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["wall"] = wall
+    return result
+
+
+# ---------------------------------------------------------------------------- report
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=50, help="trials per study (default 50)")
+    parser.add_argument("--peer", nargs=2, metavar=("N", "DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.peer:
+        peer_main(int(args.peer[0]), Path(args.peer[1]))
+        return
+
+    import mlflow
+    import optuna
+    import sklearn
+
+    n = args.trials
+    base = [f"sweep.n_trials={n}"]
+    default_workers = compose_config([]).sweep.n_workers
+    print(f"bench_sweep: {n} trials per study; {os.cpu_count()} cores; Python {platform.python_version()}, "
+          f"optuna {optuna.__version__}, scikit-learn {sklearn.__version__}, mlflow {mlflow.__version__}")
+    print(f"default study: sweep.n_workers={default_workers}, 1 BLAS thread per worker\n")
+    with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
+        tmp = Path(tmp)
+        print("[1/8] peer: Optuna TPE + sklearn MLPClassifier ...", flush=True)
+        peer = run_peer(n, tmp / "peer")
+        print("[2/8] ours: python run.py (tracking on) ...", flush=True)
+        on = run_ours(tmp / "on", base)
+        print("[3/8] ours: python run.py tracking=none ...", flush=True)
+        off = run_ours(tmp / "off", base + OFF)
+        print("[4/8] overhead: 1 worker, tracking on / off, then bare replays ...", flush=True)
+        one_on = run_ours(tmp / "one_on", base + ONE)
+        one_off = run_ours(tmp / "one_off", base + ONE + OFF)
+        cpu0 = children_cpu()
+        startup = start_up(tmp / "one_off", base + ONE + OFF)
+        startup_cpu = children_cpu() - cpu0
+        (bare_on, bare_cpu_on, same_on), (bare_off, bare_cpu_off, same_off) = replay_bare(one_on), replay_bare(one_off)
+        print("[5/8] workers: 1 worker ...", flush=True)
+        w1 = run_ours(tmp / "w1", base + ONE + OFF + NO_PRUNING + DISCRETE)
+        print("[6/8] workers: 2 workers ...", flush=True)
+        w2 = run_ours(tmp / "w2", base + ["sweep.n_workers=2"] + OFF + NO_PRUNING + DISCRETE)
+        print("[7/8] pruning: none (median is the 1-worker run above) ...", flush=True)
+        none = run_ours(tmp / "none", base + ONE + OFF + NO_PRUNING)
+        print("[8/8] done\n", flush=True)
+        same_configs = ([t.params for t in load_study(w1["dir"]).trials]
+                        == [t.params for t in load_study(w2["dir"]).trials])
+
+    def row(name, r):
+        return (f"  {name:<30} {r['wall']:6.1f} s {r['cpu']:6.1f} s {r['load']:5.1f}  {r['best_val_accuracy']:.4f}  "
+                f"{r['best_val_cost']:.4f}  {r['complete']:>3} {r['pruned']:>3} {r['failed']:>3} {r['epochs']:>6}")
+
+    print("Studies: wall time and CPU time of the whole process tree (start-up included); load: the machine's")
+    print("1-minute load average (> cores: other processes compete); best val accuracy, best val cost;")
+    print("trials complete, pruned, failed; epochs run")
+    print(f"  {'':<30} {'wall':>8} {'cpu':>8} {'load':>5}  {'acc':<6}  {'cost':<6}  {'ok':>3} {'prn':>3} {'bad':>3} "
+          f"{'epochs':>6}")
+    print(f"  {'peer: Optuna + sklearn':<30} {peer['wall']:6.1f} s {'':>8} {'':>5}  {peer['best_val_accuracy']:.4f}  "
+          f"{'':<6}  {peer['n'] - peer['failed']:>3} {0:>3} {peer['failed']:>3}")
+    print(row(f"ours, tracking on, {default_workers} workers", on))
+    print(row(f"ours, tracking=none, {default_workers} workers", off))
+    print(row("ours, tracking on, 1 worker", one_on))
+    print(row("ours, tracking=none, 1 worker", one_off))
+    print(row("ours, pruner none, 1 worker", none))
+    print(row("grid, pruner none, 1 worker", w1))
+    print(row("grid, pruner none, 2 workers", w2))
+    print(f"  peer: optimize() alone {peer['optimize']:.1f} s; {peer['mlflow_runs']} MLflow runs logged")
+    if peer["note"]:
+        print(f"  note: {peer['note']}")
+    print(f"  ours' best val acc: the highest of a complete trial; that of the best-val-cost trial: "
+          f"{on['best_trial_val_accuracy']:.4f} (tracking on), {off['best_trial_val_accuracy']:.4f} (off)")
+
+    print("\nPeer / ours wall time (higher: ours faster; the peer is one process)")
+    print(f"  tracking on:  {peer['wall'] / on['wall']:.2f}x ({default_workers} workers), "
+          f"{peer['wall'] / one_on['wall']:.2f}x (1 worker)")
+    print(f"  tracking off: {peer['wall'] / off['wall']:.2f}x ({default_workers} workers), "
+          f"{peer['wall'] / one_off['wall']:.2f}x (1 worker)")
+
+    ov_on, ov_off = one_on["span"] / bare_on, one_off["span"] / bare_off
+    print("\nHarness overhead (1 worker): the study's wall time / bare train_config time of the same trials")
+    print(f"  bare replays: {bare_on:.1f} s (tracking-on study's trials), {bare_off:.1f} s (tracking off); "
+          f"they end on the values the studies recorded: {same_on and same_off}")
+    print(f"  study (journal: first trial start to last trial end): {one_on['span']:.1f} s on, "
+          f"{one_off['span']:.1f} s off -> {ov_on:.3f} on, {ov_off:.3f} off")
+    print(f"  whole process (+ start-up {startup:.1f} s: imports, open, summary): {one_on['wall'] / bare_on:.3f} on, "
+          f"{one_off['wall'] / bare_off:.3f} off")
+    cpu_on, cpu_off = (one_on["cpu"] - startup_cpu) / bare_cpu_on, (one_off["cpu"] - startup_cpu) / bare_cpu_off
+    print(f"  CPU time, start-up ({startup_cpu:.1f} s) taken out: {cpu_on:.3f} on, {cpu_off:.3f} off")
+
+    tps1, tps2 = w1["n"] / w1["wall"], w2["n"] / w2["wall"]
+    print("\nThroughput (grid sampler: the same configurations in both; pruner none, tracking off)")
+    print(f"  1 worker: {tps1:.3f} trials/s; 2 workers: {tps2:.3f} trials/s; ratio {tps2 / tps1:.2f}x; "
+          f"same configurations: {same_configs}")
+    print(f"  2 workers: trials overlapped {w2['parallel']:.2f}x (sum of trial durations / study span); "
+          f"process tree used {w2['cpu'] / w2['wall']:.2f} cores (1 worker: {w1['cpu'] / w1['wall']:.2f})")
+
+    saved = one_off["epochs"] / none["epochs"]
+    cost_gap = (one_off["best_val_cost"] - none["best_val_cost"]) / none["best_val_cost"]
+    print("\nPruning (1 worker, tracking off, TPE seed 0)")
+    print(f"  epochs spent: median {one_off['epochs']}, none {none['epochs']}: {saved:.1%}")
+    print(f"  best val cost: median {one_off['best_val_cost']:.4f}, none {none['best_val_cost']:.4f} "
+          f"({cost_gap:+.1%})")
+
+    print("\nTargets (measured vs target)")
+    targets = [
+        ("default study best val acc >= peer's", f"{on['best_val_accuracy']:.4f} vs {peer['best_val_accuracy']:.4f}",
+         on["best_val_accuracy"] >= peer["best_val_accuracy"]),
+        ("harness overhead, tracking on <= 1.15", f"{ov_on:.3f}", ov_on <= 1.15),
+        ("harness overhead, tracking off <= 1.15", f"{ov_off:.3f}", ov_off <= 1.15),
+        ("2 workers / 1 worker throughput >= 1.7x", f"{tps2 / tps1:.2f}x", tps2 / tps1 >= 1.7),
+        ("epochs with median pruner <= 60% of none", f"{saved:.1%}", saved <= 0.60),
+        ("best val cost with pruning within 2%", f"{cost_gap:+.1%}", abs(cost_gap) <= 0.02),
+    ]
+    for name, measured, ok in targets:
+        print(f"  {name:<44} {measured:<18} {verdict(ok)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""What MLflow tracking costs: per trial, and on the default study's wall time.
+
+What it measures:
+
+1. **Per-trial overhead** (target ≤ 30 ms for a 50-epoch trial): the wall time of the tracker
+   calls one trial makes — ``start_trial``, 50 × ``log_epoch``, ``end_trial`` with its artifacts
+   (test metrics, initial and final weights) — against SQLite in a temp dir; the median of
+   ``--trials`` synthetic trials replaying one real 50-epoch training on digits. This is what
+   the trial waits for. The MLflow work itself runs in the tracking process on another core; its
+   seconds per record come from the tracker's report and are printed too (``connect``: importing
+   MLflow and opening or creating the SQLite store; ``trial_*``/``metrics``: per trial;
+   ``study_end``: summary, Optuna's plots, trials.csv).
+2. **The default study** (target ≤ 1.10): ``python run.py`` (50 trials) from an empty temp dir
+   as a subprocess, with tracking on (``sqlite:///mlflow.db``) and off (``tracking=none``),
+   alternated ``--repeats`` times; the medians of wall time and of CPU time (the process tree's
+   user + sys) and their ratios. Twice: as configured (2 workers: TPE and the pruner then depend
+   on timing, so the two sides train different trials and the spread is wide), and with
+   ``sweep.n_workers=1``, where both sides train the same trials (checked: the line says so).
+
+Run it (about 4 minutes on 2 cores)::
+
+    python benchmarks/bench_tracking.py                 # both parts
+    python benchmarks/bench_tracking.py --skip-study    # part 1 only (seconds)
+    python benchmarks/bench_tracking.py --repeats 3     # more study runs per side (default 2)
+
+This is a script that prints figures, not a test: nothing here fails on a MISS.
+"""
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TRIAL_TARGET_MS = 30.0
+STUDY_TARGET = 1.10
+EPOCHS = 50
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def per_trial(n_trials: int) -> dict:
+    """Median milliseconds of the tracker calls of one 50-epoch trial, and the tracking process's report."""
+    import optuna
+    from hydra import compose, initialize_config_dir
+
+    from experiments.config import register_configs
+    from experiments.data import load_dataset
+    from experiments.tracking import MlflowTracker
+    from experiments.trainer import train_config
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    register_configs()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[f"train.epochs={EPOCHS}", "study_name=bench-tracking",
+                                                           "model.hidden=[64]"])
+        data = load_dataset(cfg.data, cfg.train.seed)
+        result = train_config(cfg, data)  # one real training; every synthetic trial replays it
+        study = optuna.create_study(study_name=cfg.study_name, storage=_journal(cfg.sweep.storage))
+        tracker = MlflowTracker(cfg)
+        start = time.perf_counter()
+        tracker.start_study(study, cfg)
+        startup = time.perf_counter() - start
+        times = []
+        for number in range(n_trials):
+            start = time.perf_counter()
+            tracker.start_trial(number, cfg, {"optimizer.lr": 1e-3})
+            for metrics in result.history.epochs:
+                tracker.log_epoch(metrics.as_dict(), metrics.epoch)
+            tracker.end_trial("complete", result.final, result)
+            times.append(time.perf_counter() - start)
+        tracker.end_study(study)
+        start = time.perf_counter()
+        tracker.close()
+        drain = time.perf_counter() - start
+        report = tracker.report
+        os.chdir(ROOT)
+    return {"median_ms": 1e3 * statistics.median(times), "max_ms": 1e3 * max(times), "startup_ms": 1e3 * startup,
+            "drain_s": drain, "report": report, "problems": tracker.problems()}
+
+
+def _journal(path: str):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    return JournalStorage(JournalFileBackend(os.path.abspath(path)))
+
+
+def study_run(tracking_on: bool, overrides: list[str]) -> tuple[float, float, int]:
+    """Wall and CPU seconds of ``python run.py OVERRIDES`` from an empty temp dir, and a hash
+    of the trials it ran (numbers, states, sampled values)."""
+    import optuna
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [sys.executable, str(ROOT / "run.py"), *overrides] + ([] if tracking_on else ["tracking=none"])
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        proc = subprocess.run(args, cwd=tmp, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0:
+            raise SystemExit(f"run.py failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        if "warning: tracking" in proc.stderr:
+            print("  " + proc.stderr.strip().splitlines()[-1])
+        study = optuna.load_study(study_name="digits-default", storage=_journal(os.path.join(tmp, "optuna.journal")))
+        trials = hash(tuple((t.number, t.state.name, tuple(sorted(t.params.items()))) for t in study.trials))
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu, trials
+
+
+def compare(label: str, overrides: list[str], repeats: int) -> None:
+    """Alternate off/on runs; print each, the medians and the ratios."""
+    print(f"\n2. {label}, {repeats} runs per side, alternated")
+    on, off, same = [], [], []
+    for i in range(repeats):
+        off.append(study_run(False, overrides))
+        on.append(study_run(True, overrides))
+        same.append(off[-1][2] == on[-1][2])
+        print(f"   run {i + 1}: tracking off {off[-1][0]:.1f} s ({off[-1][1]:.1f} s CPU), "
+              f"on {on[-1][0]:.1f} s ({on[-1][1]:.1f} s CPU); same trials: {'yes' if same[-1] else 'no'}")
+    wall = statistics.median(r[0] for r in on) / statistics.median(r[0] for r in off)
+    cpu = statistics.median(r[1] for r in on) / statistics.median(r[1] for r in off)
+    print(f"   median: off {statistics.median(r[0] for r in off):.1f} s, on {statistics.median(r[0] for r in on):.1f} s"
+          f", wall ratio {wall:.3f}   target <= {STUDY_TARGET:.2f}   {verdict(wall <= STUDY_TARGET)}"
+          f";   CPU ratio {cpu:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=20, help="synthetic trials for the per-trial figure")
+    parser.add_argument("--repeats", type=int, default=2, help="default-study runs per side (on, off)")
+    parser.add_argument("--skip-study", action="store_true", help="only the per-trial figure")
+    args = parser.parse_args()
+
+    print(f"1. per-trial tracking overhead: {args.trials} synthetic {EPOCHS}-epoch trials, SQLite in a temp dir")
+    r = per_trial(args.trials)
+    print(f"   the trial waits   : median {r['median_ms']:.2f} ms per trial (max {r['max_ms']:.2f} ms)   "
+          f"target <= {TRIAL_TARGET_MS:.0f} ms   {verdict(r['median_ms'] <= TRIAL_TARGET_MS)}")
+    print(f"   start_study       : {r['startup_ms']:.1f} ms (reachability check, fork of the tracking process)")
+    report = r["report"]
+    busy, cpu, count = report.get("busy", {}), report.get("cpu", {}), report.get("count", {})
+    n = max(1, count.get("trial_end", 1))
+    trial_kinds = ("trial_start", "metrics", "trial_end")
+    print(f"   tracking process  : {1e3 * sum(busy.get(k, 0.0) for k in trial_kinds) / n:.1f} ms wall, "
+          f"{1e3 * sum(cpu.get(k, 0.0) for k in trial_kinds) / n:.1f} ms CPU of MLflow work per trial, beside the "
+          f"trials (create run + params {1e3 * cpu.get('trial_start', 0) / n:.1f} ms CPU; curves, final metrics, "
+          f"artifacts, status {1e3 * cpu.get('trial_end', 0) / n:.1f} ms CPU)")
+    print(f"                       once per study: connect {busy.get('connect', 0):.2f} s wall, "
+          f"{cpu.get('connect', 0):.2f} s CPU (import MLflow, create the SQLite store); study_end "
+          f"{busy.get('study_end', 0):.2f} s wall, {cpu.get('study_end', 0):.2f} s CPU in the process (summary, "
+          f"plots, trials.csv; half the PNGs in a forked child)")
+    print(f"                       close() waited {r['drain_s']:.2f} s for the backlog ({args.trials} trials sent at "
+          f"once, no training in between)")
+    if r["problems"]:
+        print(f"   problems: {r['problems']}")
+    if args.skip_study:
+        return
+
+    compare("default study (python run.py: 50 trials, 2 workers)", [], args.repeats)
+    compare("default study, one worker (python run.py sweep.n_workers=1: the same trials on both sides)",
+            ["sweep.n_workers=1"], args.repeats)
+
+
+if __name__ == "__main__":
+    main()

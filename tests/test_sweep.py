@@ -1,0 +1,258 @@
+"""The Optuna study that ``python run.py`` drives: claiming trials, resuming, failures, workers, samplers.
+
+End-to-end tests run ``run.py`` in a subprocess in a temp dir (``experiment=quick``: a few
+short trials on two moons) and read the study back from ``optuna.journal``; unit tests call
+experiments.sweep in process under Hydra's ``initialize_config_dir``.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from experiments.config import register_configs, validate
+from experiments.search_space import SearchSpaceError, as_overrides, suggest
+from experiments.sweep import compose_trial, count_failures, make_plan, run_workers, work
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "conf"
+QUICK = ["experiment=quick", "tracking=none"]  # study "moons-quick": 4 keys, 3-5 epochs of a tiny net
+S = optuna.trial.TrialState
+FINISHED = (S.COMPLETE, S.PRUNED, S.FAIL)
+SGD_LR = 'sweep.params={optimizer: sgd, optimizer.lr: "tag(log, interval(1e-2, 1e4))"}'  # diverges above ~20
+SGD_HUGE_LR = 'sweep.params={optimizer: sgd, optimizer.lr: "tag(log, interval(1e3, 1e6))"}'  # always diverges
+GRID = ['sweep.params={optimizer.lr: "choice(0.01, 0.1)", model.width: "choice(8, 16)"}',
+        "~sweep.params.optimizer", "sweep.sampler.name=grid"]  # 2 lr x 2 widths x 3 epochs = 12 points
+
+
+def run_py(cwd: Path, *overrides: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python run.py OVERRIDES`` launched from ``cwd``."""
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def run_many(cwd: Path, *commands: list[str]) -> list[subprocess.CompletedProcess]:
+    """Several ``run.py`` commands at once, from one launch dir."""
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return list(pool.map(lambda c: run_py(cwd, *c), commands))
+
+
+def load(cwd: Path, name: str = "moons-quick") -> optuna.Study:
+    storage = JournalStorage(JournalFileBackend(str(cwd / "optuna.journal")))
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def snapshot(trials) -> list[tuple]:
+    return [(t.number, t.state, t.params, t.values, t.datetime_start) for t in trials]
+
+
+def explain(proc: subprocess.CompletedProcess) -> str:
+    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+
+
+@pytest.fixture
+def hydra_conf(tmp_path, monkeypatch):
+    """Hydra initialised on conf/ (as under @hydra.main), launched from a temp dir."""
+    monkeypatch.chdir(tmp_path)
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        yield tmp_path
+
+
+def plan_for(*overrides: str):
+    cfg = compose(config_name="config", overrides=list(overrides))
+    validate(cfg)
+    return make_plan(cfg, list(overrides))
+
+
+# ---------------------------------------------------------------------------- the plan
+def test_plan_keeps_the_users_overrides_except_searched_keys(hydra_conf):
+    plan = plan_for(*QUICK, "optimizer.lr=0.5", "model.width=4", "train.batch_size=8", "optimizer=sgd")
+    assert set(plan.space) == {"optimizer", "optimizer.lr", "model.width", "train.epochs"}
+    assert plan.base_overrides == [*QUICK, "train.batch_size=8"]
+    cfg = compose_trial(plan, {"optimizer": "adam", "optimizer.lr": 0.003, "model.width": 16, "train.epochs": 4})
+    assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.optimizer.betas[0]) == ("adam", 0.003, 0.9)  # Adam's own defaults
+    assert (cfg.model.width, cfg.train.epochs, cfg.train.batch_size) == (16, 4, 8)
+
+
+def test_plan_applies_fixed_values_of_the_space(hydra_conf):
+    plan = plan_for(*QUICK, 'sweep.params={optimizer: sgd, model.width: 4}')
+    assert plan.fixed == {"optimizer": "sgd", "model.width": "4"}
+    cfg = compose_trial(plan, {"optimizer.lr": 0.2, "train.epochs": 3})
+    assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.optimizer.momentum, cfg.model.width) == ("sgd", 0.2, 0.0, 4)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["tracking=none"],  # the default space: optimizer (a group), floats, ints, choices
+    [*QUICK, "train.batch_size=8", "sweep.params={optimizer: sgd}",
+     '+sweep.params={model.hidden: "choice([8,4], [16])", optimizer.momentum: "interval(0.1, 0.9)", '
+     'data: "choice(moons, circles)"}'],  # fixed group, a sampled group, list values, a key of the fixed group
+], ids=["default", "custom"])
+def test_compose_trial_equals_hydras_own_composition(hydra_conf, overrides):
+    plan = plan_for(*overrides)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(12):
+        trial = study.ask()
+        values = suggest(trial, plan.space)
+        study.tell(trial, 0.0)
+        fast = compose_trial(plan, values)  # cached per group choice, then values set
+        full = compose(config_name="config", overrides=plan.base_overrides + as_overrides(plan.fixed)
+                       + as_overrides(values))
+        assert OmegaConf.to_container(fast) == OmegaConf.to_container(full)
+        assert repr(fast) == repr(full)  # the same types too (1 vs 1.0)
+        assert OmegaConf.get_type(fast.optimizer) is OmegaConf.get_type(full.optimizer)
+        assert OmegaConf.is_struct(fast) and OmegaConf.is_struct(full)
+    assert len(plan.composed) <= 7 * 2  # one composition per group choice, not per trial
+
+
+def test_compose_trial_fails_like_hydra_on_a_key_the_group_lacks(hydra_conf):
+    plan = plan_for(*QUICK, "sweep.params={optimizer: adam}",
+                    '+sweep.params={optimizer.momentum: "interval(0.1, 0.9)"}')
+    with pytest.raises(ConfigCompositionException, match="Could not override 'optimizer.momentum'"):
+        compose_trial(plan, {"optimizer.lr": 0.1, "model.width": 8, "train.epochs": 3, "optimizer.momentum": 0.5})
+
+
+def test_plan_refuses_an_empty_space_override(hydra_conf):
+    # Hydra merges `sweep.params={}` into the configured space; silently running that space would surprise
+    with pytest.raises(SearchSpaceError, match=r"sweep.params=\{\}: an empty search space"):
+        plan_for(*QUICK, "sweep.params={}")
+
+
+def test_plan_refuses_a_grid_over_an_interval(hydra_conf):
+    with pytest.raises(SearchSpaceError, match="sweep.params.optimizer.lr: the grid sampler needs choice"):
+        plan_for(*QUICK, "sweep.sampler.name=grid")
+
+
+# ---------------------------------------------------------------------------- end to end
+def test_resume_runs_only_the_missing_trials(tmp_path):
+    first = run_py(tmp_path, *QUICK, "sweep.n_trials=3")
+    assert first.returncode == 0, explain(first)
+    before = snapshot(load(tmp_path).trials)
+    assert len(before) == 3
+
+    second = run_py(tmp_path, *QUICK, "sweep.n_trials=5")
+    assert second.returncode == 0, explain(second)
+    trials = load(tmp_path).trials
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4]
+    assert all(t.state in FINISHED for t in trials)
+    assert snapshot(trials[:3]) == before  # the first three untouched
+
+    again = run_py(tmp_path, *QUICK, "sweep.n_trials=5")  # a full study: nothing to run
+    assert again.returncode == 0, explain(again)
+    assert snapshot(load(tmp_path).trials) == snapshot(trials)
+
+
+def test_a_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
+    # slow enough trials (10,000 samples, batch 1: about a second each) to kill one mid-run
+    command = [*QUICK, "sweep.n_trials=3", "data.n_samples=10000", "train.batch_size=1"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *command], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        running = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (tmp_path / "optuna.journal").exists():
+                trials = load(tmp_path).get_trials(deepcopy=False)
+                running = [t for t in trials if t.state == S.RUNNING and t.number == 1]
+                if running:
+                    break
+            time.sleep(0.05)
+        assert running, "trial #1 never seen running"
+        time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+    killed = load(tmp_path).trials
+    assert [t.state for t in killed] == [S.COMPLETE, S.RUNNING]
+
+    rerun = run_py(tmp_path, *command)
+    assert rerun.returncode == 0, explain(rerun)
+    study = load(tmp_path)
+    trials = study.trials
+    assert len(trials) == 3 and sorted(t.number for t in trials) == [0, 1, 2]
+    assert all(t.state in FINISHED for t in trials), [t.state for t in trials]
+    assert snapshot(trials[:1]) == snapshot(killed[:1])
+    assert trials[1].state == S.FAIL and "fail_reason" not in trials[1].user_attrs  # the dead process's trial
+    assert count_failures(study) == 0  # a kill is not the config's failure: max_failures does not count it
+
+
+def test_a_diverging_trial_is_recorded_and_the_sweep_finishes(tmp_path):
+    proc = run_py(tmp_path, *QUICK, SGD_LR, "sweep.n_trials=6")
+    assert proc.returncode == 0, explain(proc)
+    trials = load(tmp_path).trials
+    assert len(trials) == 6 and all(t.state in FINISHED for t in trials)
+    failed = [t for t in trials if t.state == S.FAIL]
+    assert failed and all("diverged" in t.user_attrs["fail_reason"] for t in failed)
+    assert all(t.params["optimizer.lr"] > 1 for t in failed)
+    assert any(t.state == S.COMPLETE for t in trials)
+    assert f"{len(failed)} failed" in proc.stdout
+
+
+def test_max_failures_stops_the_sweep_early(tmp_path):
+    proc = run_py(tmp_path, *QUICK, SGD_HUGE_LR, "sweep.n_trials=8", "sweep.max_failures=1")
+    assert proc.returncode != 0, explain(proc)
+    trials = load(tmp_path).trials
+    assert [t.state for t in trials] == [S.FAIL, S.FAIL]  # stopped at the second failure, not after 8
+    assert all("diverged" in t.user_attrs["fail_reason"] for t in trials)
+    assert "the sweep stopped after 2 failed trials (sweep.max_failures=1)" in proc.stderr, explain(proc)
+
+
+def test_two_workers_share_one_study_exactly(tmp_path):
+    proc = run_py(tmp_path, *QUICK, "sweep.n_trials=8", "sweep.n_workers=2")
+    assert proc.returncode == 0, explain(proc)
+    trials = load(tmp_path).trials
+    assert sorted(t.number for t in trials) == list(range(8))
+    assert all(t.state in FINISHED for t in trials)
+    pids = {t.user_attrs["pid"] for t in trials}
+    assert 1 <= len(pids) <= 2 and os.getpid() not in pids  # trials ran in the worker processes
+
+
+def test_a_study_refuses_another_space_or_direction(tmp_path):
+    first = run_py(tmp_path, *QUICK, "sweep.n_trials=2")
+    assert first.returncode == 0, explain(first)
+    maximize = ["sweep.objective.metrics=[val_accuracy]", "sweep.objective.directions=[maximize]"]
+    other_space, other_direction, renamed = run_many(
+        tmp_path,
+        [*QUICK, "sweep.n_trials=4", 'sweep.params={optimizer.lr: "interval(0.01, 0.1)"}'],
+        [*QUICK, "sweep.n_trials=4", *maximize],
+        [*QUICK, "sweep.n_trials=1", *maximize, "study_name=other"],  # what the message advises
+    )
+    for proc in (other_space, other_direction):
+        assert proc.returncode != 0, explain(proc)
+        lines = [line for line in proc.stderr.splitlines() if "study_name=NEW_NAME" in line]
+        assert len(lines) == 1 and "'moons-quick'" in lines[0], explain(proc)
+    assert len(load(tmp_path).trials) == 2  # nothing ran
+    assert renamed.returncode == 0, explain(renamed)
+    assert load(tmp_path, "other").direction == optuna.study.StudyDirection.MAXIMIZE
+
+
+# ---------------------------------------------------------------------------- grid sampler
+def test_grid_study_stops_at_the_grid_size(hydra_conf):
+    plan = plan_for(*QUICK, *GRID, "sweep.n_trials=20")
+    work(plan)  # Optuna's GridSampler would call study.stop() after the last point and raise here
+    study = load(hydra_conf)
+    assert len(study.trials) == 12
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 12  # every point once
+    work(plan)  # resuming a finished grid runs nothing
+    assert len(load(hydra_conf).trials) == 12
+
+
+def test_grid_study_with_two_workers_visits_each_point_once(hydra_conf):
+    plan = plan_for(*QUICK, *GRID, "sweep.n_trials=12", "sweep.n_workers=2")
+    run_workers(plan, lambda study, state=None: None)
+    trials = load(hydra_conf).trials
+    assert len(trials) == 12 and all(t.state in FINISHED for t in trials)
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 12

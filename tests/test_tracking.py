@@ -1,0 +1,333 @@
+"""MLflow tracking of studies (experiments/tracking.py): what a user finds in ``mlflow ui``.
+
+End-to-end tests run ``run.py`` in a subprocess from a temp dir (``experiment=quick``: a few
+short trials on two moons), then read the runs back with ``MlflowClient`` and the study from
+``optuna.journal``: against SQLite (the default store) and against a real ``mlflow server``
+on 127.0.0.1, started in the background when this module starts and stopped at its end.
+"""
+
+import http.server
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+from omegaconf import OmegaConf
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+from experiments import sweep, tracking
+from experiments.data import load_dataset
+from experiments.tracking import (
+    NullTracker,
+    TrackingError,
+    absolute_uri,
+    check_reachable,
+    make_tracker,
+    run_status,
+)
+from experiments.trainer import TrainResult, output_and_cost
+from nncore import Network
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["experiment=quick"]  # study "moons-quick": 4 searched keys, 3-5 epochs of a tiny net
+# sgd with lr up to 1e4 diverges above ~20; the median pruner (2 startup trials, 1 warm-up epoch) prunes.
+WILD = ['sweep.params={optimizer: sgd, optimizer.lr: "tag(log, interval(1e-2, 1e4))"}', "sweep.sampler.name=random",
+        "sweep.sampler.seed=3", "sweep.n_trials=8", "sweep.max_failures=8"]
+STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+
+
+# ---------------------------------------------------------------------------- helpers
+def run_py(cwd: Path, *overrides: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python run.py OVERRIDES`` launched from ``cwd``."""
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def explain(proc: subprocess.CompletedProcess) -> str:
+    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+
+
+def load_study(cwd: Path, name: str = "moons-quick") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(cwd / "optuna.journal"))))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def study_runs(client, experiment: str = "moons-quick"):
+    """(the parent run, {trial number: child run}) of the study's experiment; exactly one parent."""
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"no MLflow experiment {experiment!r}"
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1, [r.info.run_name for r in parents]
+    children = {int(r.data.tags["optuna.trial_number"]): r for r in runs if r not in parents}
+    return parents[0], children
+
+
+def check_study_record(client, study: optuna.Study, tmp: Path) -> dict:
+    """What every study record must hold; returns {trial number: child run}."""
+    parent, children = study_runs(client)
+    assert parent.info.status == "FINISHED"
+    assert study.user_attrs[tracking.PARENT_ATTR] == parent.info.run_id
+    n_trials = parent.data.tags.get("changed.sweep.n_trials", parent.data.params["sweep.n_trials"])
+    assert n_trials == str(len(study.trials))  # a resumed study's new total is a tag: params are immutable
+    assert parent.data.params["sweep.params.optimizer.lr"].startswith("tag(log, interval(")
+    tags = parent.data.tags
+    assert {"version.python", "version.numpy", "version.optuna", "version.mlflow", "version.hydra-core",
+            "host"} <= set(tags)
+    assert int(tags["trials.complete"]) + int(tags["trials.pruned"]) + int(tags["trials.failed"]) == len(study.trials)
+    best = study.best_trial
+    assert f"Best: trial {best.number}" in tags["mlflow.note.content"]  # the description names the winner
+    assert tags["best.trial_number"] == str(best.number)
+    assert tags["best.optimizer.lr"] == str(best.params["optimizer.lr"])
+    assert parent.data.metrics["best.val_cost"] == pytest.approx(best.value)
+    assert "best.test_cost" in parent.data.metrics
+    parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "trials.csv" in parent_files
+    assert {"plots/optimization_history.png", "plots/parallel_coordinate.png",
+            "plots/intermediate_values.png"} <= plots
+    assert sorted(children) == [t.number for t in study.trials]
+    for trial in study.trials:
+        run = children[trial.number]
+        assert run.info.run_name == f"trial-{trial.number:04d}"
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["optuna.trial_state"] == trial.state.name
+        assert run.info.status == STATUS[trial.state.name], (trial.number, trial.state, run.info.status)
+        assert run.data.params["optimizer.lr"] == str(trial.params["optimizer.lr"])
+        files = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert "config.yaml" in files
+        if trial.state != optuna.trial.TrialState.FAIL:
+            assert "curves.png" in files
+            epochs = trial.user_attrs["epochs_run"]
+            for name in ("train_cost", "val_cost", "val_accuracy", "time"):
+                history = client.get_metric_history(run.info.run_id, name)
+                assert [m.step for m in history] == list(range(1, epochs + 1)), name
+            assert {"test_cost", "test_accuracy"} <= set(run.data.metrics)
+            weights = {a.path for a in client.list_artifacts(run.info.run_id, "weights")}
+            assert weights == {"weights/initial.npz", "weights/final.npz"}
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    check_weights_reproduce(client, children[complete[0].number], tmp / "download")
+    return children
+
+
+def check_weights_reproduce(client, run, dst: Path) -> None:
+    """The logged final weights, loaded into a Network, give the logged final val_cost."""
+    dst.mkdir(exist_ok=True)
+    cfg = OmegaConf.load(client.download_artifacts(run.info.run_id, "config.yaml", str(dst)))
+    final = Network.load(client.download_artifacts(run.info.run_id, "weights/final.npz", str(dst)))
+    initial = Network.load(client.download_artifacts(run.info.run_id, "weights/initial.npz", str(dst)))
+    assert initial.sizes == final.sizes and (initial.params != final.params).any()
+    data = load_dataset(cfg.data, cfg.train.seed)
+    cost = output_and_cost(cfg, data.task)[1]
+    val = TrainResult(final, initial.params, None, {}).evaluate(data.X_val, data.y_val, cost, "val")
+    assert val["val_cost"] == pytest.approx(run.data.metrics["val_cost"], rel=1e-6)
+
+
+# ---------------------------------------------------------------------------- a real mlflow server
+class Server:
+    """``mlflow server`` on 127.0.0.1, started now, waited for on first use."""
+
+    def __init__(self, folder: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(folder / "server.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+             "--artifacts-destination", str(folder / "artifacts")],
+            cwd=folder, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+
+    def wait(self, timeout: float = 90) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, Path(self.log.name).read_text()[-2000:]
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self.url
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError("mlflow server did not answer /health in time:\n" + Path(self.log.name).read_text())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the server and its uvicorn worker, started by us
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.log.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def mlflow_server(tmp_path_factory):
+    """Started when the module starts (it takes seconds to come up), so it is ready by its test."""
+    server = Server(tmp_path_factory.mktemp("mlflow-server"))
+    yield server
+    server.stop()
+
+
+# ---------------------------------------------------------------------------- units
+def test_run_status_mirrors_the_trial():
+    assert run_status("complete") == "FINISHED"
+    assert run_status("pruned", "pruned at epoch 2 by the median pruner") == "KILLED"
+    assert run_status("failed", "training diverged at epoch 3: train_cost=nan") == "FAILED"
+    assert run_status("failed", sweep.INTERRUPTED) == "KILLED"
+    assert tracking.INTERRUPTED_REASON == sweep.INTERRUPTED
+
+
+def test_sqlite_uri_is_made_absolute_and_the_null_tracker_is_off(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert absolute_uri("sqlite:///mlflow.db") == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert absolute_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+    assert absolute_uri("http://h:5000") == "http://h:5000"
+    off = OmegaConf.create({"tracking": {"enabled": False}})
+    assert isinstance(make_tracker(off), NullTracker) and make_tracker(off).problems() is None
+
+
+def test_passwords_in_urls_never_reach_mlflow():
+    cfg = {"sweep": {"storage": "postgresql://ann:s3cret@db/optuna", "n_trials": 5},
+           "tracking": {"uri": "http://ann:pw@host:5000"}, "model": {"hidden": [8, 4]}}
+    assert tracking.masked(cfg) == {"sweep": {"storage": "postgresql://ann:***@db/optuna", "n_trials": 5},
+                                    "tracking": {"uri": "http://ann:***@host:5000"}, "model": {"hidden": [8, 4]}}
+
+
+def test_unusable_stores_are_refused_with_the_uri_named(tmp_path):
+    port = free_port()
+    for uri, words in [(f"http://127.0.0.1:{port}", "refused"),
+                       (f"sqlite:///{tmp_path}/missing/mlflow.db", "does not exist"),
+                       (str(tmp_path / "mlruns"), "file store")]:
+        with pytest.raises(TrackingError, match="tracking.uri=") as err:
+            check_reachable(uri, timeout=2)
+        assert uri in str(err.value) and words in str(err.value) and "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------- end to end
+def test_a_sqlite_sweep_records_the_study_and_a_resume_reuses_its_parent(tmp_path):
+    proc = run_py(tmp_path, *QUICK, "sweep.n_trials=3")
+    assert proc.returncode == 0, explain(proc)
+    assert "INFO" not in proc.stderr and "alembic" not in proc.stderr  # no MLflow start-up noise
+    assert "warning: tracking" not in proc.stderr
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    check_study_record(client, load_study(tmp_path), tmp_path)
+    parent, _ = study_runs(client)
+
+    proc = run_py(tmp_path, *QUICK, "sweep.n_trials=4")  # resume: one more trial, same parent run
+    assert proc.returncode == 0, explain(proc)
+    study = load_study(tmp_path)
+    children = check_study_record(client, study, tmp_path)
+    again, _ = study_runs(client)
+    assert again.info.run_id == parent.info.run_id and len(children) == 4
+    assert again.data.tags["changed.sweep.n_trials"] == "4"
+    assert len(client.get_metric_history(parent.info.run_id, "best.val_cost")) == 2  # one point per session
+
+
+def test_an_unreachable_server_fails_fast_before_any_trial(tmp_path):
+    uri = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    proc = run_py(tmp_path, *QUICK, f"tracking.uri={uri}")
+    assert time.monotonic() - start < 10
+    assert proc.returncode != 0, explain(proc)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot reach tracking.uri=") and uri in last, explain(proc)
+    assert not (tmp_path / "optuna.journal").exists() or not load_study(tmp_path).trials
+
+
+class _Unavailable(http.server.BaseHTTPRequestHandler):
+    """An MLflow server whose /health answers and whose store does not (503 for the rest)."""
+
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 503)
+        self.end_headers()
+        self.wfile.write(b"OK" if self.path == "/health" else b"store unavailable")
+
+    do_POST = do_PATCH = do_PUT = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_store_that_stops_answering_never_fails_a_trial(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        proc = run_py(tmp_path, *QUICK, "sweep.n_trials=3", f"tracking.uri=http://127.0.0.1:{server.server_port}",
+                      env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    finally:
+        server.shutdown()
+    assert proc.returncode == 0, explain(proc)
+    study = load_study(tmp_path)
+    assert len(study.trials) == 3 and all(t.state.is_finished() for t in study.trials)
+    warning = [line for line in proc.stderr.splitlines() if line.startswith("warning: tracking:")]
+    assert warning and "MLflow calls failed" in warning[0] and "incomplete" in warning[0], explain(proc)
+    assert f"127.0.0.1:{server.server_port}" in warning[0]
+
+
+def test_ctrl_c_leaves_no_run_running(tmp_path):
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *QUICK, "tracking.log_plots=false",
+                             'sweep.params={train.epochs: "choice(100000)"}'], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    db = tmp_path / "mlflow.db"
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and not _running_trial(db):
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    from mlflow.tracking import MlflowClient
+    parent, children = study_runs(MlflowClient(f"sqlite:///{db}"))
+    assert parent.info.status == "KILLED"
+    assert children[0].info.status == "KILLED"
+    assert children[0].data.tags["fail_reason"] == sweep.INTERRUPTED
+    assert load_study(tmp_path).trials[0].user_attrs["fail_reason"] == sweep.INTERRUPTED
+
+
+def _running_trial(db: Path) -> bool:
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            return bool(con.execute("select 1 from runs where name = 'trial-0000' and status = 'RUNNING'").fetchall())
+    except sqlite3.Error:  # tables not made yet
+        return False
+
+
+def test_an_mlflow_server_records_complete_pruned_and_diverged_trials(tmp_path, mlflow_server):
+    url = mlflow_server.wait()
+    proc = run_py(tmp_path, *QUICK, *WILD, f"tracking.uri={url}")
+    assert proc.returncode == 0, explain(proc)
+    assert "View run" not in proc.stdout  # MLflow's per-run links stay out of the summary
+    from mlflow.tracking import MlflowClient
+    study = load_study(tmp_path)
+    children = check_study_record(MlflowClient(url), study, tmp_path)
+    states = {t.number: t.state for t in study.trials}
+    diverged = [n for n, s in states.items() if s == optuna.trial.TrialState.FAIL]
+    pruned = [n for n, s in states.items() if s == optuna.trial.TrialState.PRUNED]
+    assert diverged and pruned, states
+    run = children[diverged[0]]
+    assert run.info.status == "FAILED" and "diverged" in run.data.tags["fail_reason"]
+    run = children[pruned[0]]
+    assert run.info.status == "KILLED" and run.data.tags["pruned"] == "true"
+    assert run.data.tags["prune_reason"].startswith("pruned at epoch")
