@@ -34,7 +34,10 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
-PARALLEL_MIN_SIZE = 65536  # elements; smaller arrays are updated by the calling thread alone
+# Elements; smaller arrays are updated by the calling thread alone. Below a few million, the
+# ~10 short ufunc calls per chunk spend their time handing the GIL over (benchmarks/bench_core.py:
+# a 235k-parameter Adam step takes as long with 2 threads as with 1).
+PARALLEL_MIN_SIZE = 1 << 21
 _ALIGN = 64  # chunk boundaries are multiples of this many elements (whole cache lines)
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

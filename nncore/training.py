@@ -126,8 +126,8 @@ def train_epoch(net: Network, X: np.ndarray, Y: np.ndarray, optimizer, cost: str
     for lo in range(0, n, batch_size):
         idx = order[lo:lo + batch_size]
         m = idx.shape[0]
-        np.take(X, idx, axis=0, out=xb[:m])
-        np.take(Y, idx, axis=0, out=yb[:m])
+        np.take(X, idx, axis=0, out=xb[:m], mode="clip")  # "clip": no bounds-checking copy;
+        np.take(Y, idx, axis=0, out=yb[:m], mode="clip")  # idx is a permutation, always in range
         net.backprop(xb[:m], yb[:m], cost, net.draw_masks(m, rng))
         optimizer.step(net.params, net.grads)
 

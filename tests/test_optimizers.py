@@ -186,9 +186,15 @@ def run(opt: Optimizer, params: np.ndarray, grads: list) -> np.ndarray:
     return params
 
 
+@pytest.fixture
+def split_from_65536(monkeypatch):
+    """Split arrays from 65,536 elements, so the threaded path is tested on small arrays."""
+    monkeypatch.setattr(optimizers, "PARALLEL_MIN_SIZE", 65536)
+
+
 @pytest.mark.parametrize(("name", "hyper"), VARIANTS, ids=VARIANT_IDS)
 @pytest.mark.parametrize("n_threads", [2, 3])
-def test_threads_give_bitwise_equal_results(name, hyper, n_threads):
+def test_threads_give_bitwise_equal_results(name, hyper, n_threads, split_from_65536):
     rng = np.random.default_rng(1)
     size = 3 * 65536 + 7
     theta0 = rng.normal(size=size)
@@ -218,7 +224,7 @@ def test_threads_give_bitwise_equal_results(name, hyper, n_threads):
         assert np.array_equal(multi.state[key], single.state[key]), key
 
 
-def test_small_arrays_are_not_split():
+def test_small_arrays_are_not_split(split_from_65536):
     opt = make_optimizer("adam", n_threads=2)
     calls = []
     update = opt._update
