@@ -7,7 +7,7 @@ backward, Adam step), as the median of several epochs after one warm-up epoch, f
 - ``sklearn``       ``MLPClassifier(solver="adam").partial_fit`` (one epoch per call);
 - ``pytorch``       ``nn.Sequential`` + ``torch.optim.Adam`` (skipped when torch is missing);
 - ``floor``         only the 8 matrix products backprop needs per batch, on preallocated
-                    float32 arrays with ``out=`` (what no NumPy implementation can beat),
+                    float32 arrays with ``out=`` (a lower bound for any implementation doing them),
 
 on two cases, both ReLU MLPs with softmax cross-entropy, Adam (lr 1e-3, PyTorch defaults),
 float32, synthetic Gaussian inputs labelled by a random linear teacher (fixed seed):
@@ -24,7 +24,7 @@ over the implementations, so background load hits them alike; still, run it on a
 machine: multi-threaded BLAS slows down many times over when another process holds a core
 (the load average is printed at the top for that reason).
 
-Run it (a few minutes)::
+Run it (about a minute on an idle 2-core machine)::
 
     python benchmarks/bench_core.py                 # tables, 2 threads
     python benchmarks/bench_core.py --threads 1     # single core
