@@ -8,8 +8,17 @@
   interpolation and barriers, basins, filter-normalised 1-D/2-D landscapes, sharpness (top
   Hessian eigenvalue by power iteration) and the exact Hessian of tiny nets.
 
-Plot functions return a :class:`matplotlib.figure.Figure` (no pyplot state).
+- :mod:`analysis.loading`: a study's trials, curves, configs and weights from the MLflow store
+  and the Optuna storage, as pandas frames and nncore networks.
+- :mod:`analysis.seeds`: the best configurations retrained with other seeds; spread, barriers
+  and basins of their minima.
+- :mod:`analysis.report`: ``python -m analysis.report``, the HTML report of all of it.
+
+Plot functions return a :class:`matplotlib.figure.Figure` (no pyplot state). The names of
+``loading`` and ``seeds`` are imported on first use (they import the experiments package).
 """
+
+import importlib
 
 from .convergence import (
     area_under_curve,
@@ -40,7 +49,22 @@ from .minima import (
     sharpness,
 )
 
+_LAZY = {
+    **dict.fromkeys(["EmptyStudyError", "StudyNotFoundError", "StudyRecord", "TrialArtifacts", "find_study",
+                     "list_studies", "load_config", "load_curves", "load_optuna_study", "load_run", "load_trial",
+                     "load_trials", "load_weights", "read_metrics", "top_trials", "trial_runs"], "loading"),
+    **dict.fromkeys(["SeedComparison", "SeedRuns", "compare_seeds", "retrain_seeds", "seed_robustness"], "seeds"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    *_LAZY,
     "area_under_curve", "barrier", "basins", "convergence_rate", "epochs_to_threshold", "exact_hessian",
     "filter_normalized_direction", "final_spread", "final_values", "grouped_curves", "hessian_vector_product",
     "interpolate", "kaplan_meier", "km_median", "landscape_1d", "landscape_2d", "pairwise_barriers",

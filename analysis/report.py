@@ -1,0 +1,517 @@
+"""``python -m analysis.report``: an HTML report on how a study's trials converged and the minima they reached.
+
+The report (``reports/<study>/report.html`` and its PNG figures in ``figures/``) holds:
+
+1. the study: where it is recorded, trials by state, the best trial, the 10 best trials;
+2. convergence: epochs to a validation-cost threshold τ (censored runs kept; Kaplan–Meier
+   median), decay rate and mean height of the curve, per optimizer, batch size and activation,
+   each beside the median/IQR curves of its groups;
+3. parameter importances (fANOVA, ``optuna.importance.get_param_importances``);
+4. the minima of the top-k trials: loss along the straight line from the initial to the final
+   weights, the barrier on it, the sharpness (top Hessian eigenvalue);
+5. seed robustness: the top-k configurations retrained with other seeds
+   (:mod:`analysis.seeds`), the spread of their final costs, the barrier heat map between all
+   minima of one architecture, and whether the seeds of one configuration share a basin;
+6. the best trial's loss landscape along filter-normalised random directions, in 1-D and 2-D.
+
+The folder is logged to the study's parent MLflow run as the artifact folder ``report/`` (and
+the retrained seeds as its child runs, ``kind=seed-robustness``) unless ``--no-log``. The
+functions below compute each part as pandas frames; the notebooks in ``analysis/notebooks``
+call them too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import html
+import re
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from experiments.storage import describe, mask_password
+
+from .convergence import (
+    area_under_curve,
+    convergence_rate,
+    epochs_to_threshold,
+    final_values,
+    grouped_curves,
+    plot_grouped_curves,
+    threshold_summary,
+)
+from .loading import (
+    DEFAULT_TRACKING_URI,
+    EmptyStudyError,
+    StudyNotFoundError,
+    StudyRecord,
+    client_for,
+    find_study,
+    load_curves,
+    load_optuna_study,
+    load_trials,
+)
+from .minima import (
+    barrier,
+    filter_normalized_direction,
+    interpolate,
+    landscape_1d,
+    landscape_2d,
+    plot_barrier_heatmap,
+    plot_interpolation,
+    plot_landscape_1d,
+    plot_landscape_2d,
+    sharpness,
+)
+from .seeds import BASIN_TOL, SeedComparison, SeedRuns, compare_seeds, retrain_seeds
+
+GROUPS = {"optimizer": "optimizer", "batch size": "train.batch_size", "activation": "model.activation"}
+TOP_TRIALS_SHOWN = 10
+FIGURE_DPI = 90
+
+
+@dataclass
+class ReportOptions:
+    """What the report computes: ``top_k`` best trials, ``seeds`` new seeds per configuration, a
+    ``grid`` × ``grid`` 2-D landscape, ``n_alphas`` points per barrier path, ``threshold`` τ
+    (None: :func:`default_threshold`), ``basin_tol`` (see :func:`analysis.seeds.compare_seeds`),
+    ``log``: record the seeds and the report in MLflow."""
+
+    top_k: int = 5
+    seeds: int = 3
+    grid: int = 25
+    n_alphas: int = 21
+    threshold: float | None = None
+    basin_tol: float = BASIN_TOL
+    log: bool = True
+
+
+# ---------------------------------------------------------------------------- the parts
+def default_threshold(trials: pd.DataFrame, metric: str = "val_cost") -> float:
+    """τ: the median final ``metric`` of the COMPLETE trials (of all trials when none completed)."""
+    complete = trials.loc[trials["state"] == "COMPLETE", metric].dropna()
+    values = complete if len(complete) else trials[metric].dropna()
+    return float(values.median()) if len(values) else float("nan")
+
+
+def convergence_table(curves: pd.DataFrame, trials: pd.DataFrame, by=None, threshold: float | None = None,
+                      metric: str = "val_cost") -> pd.DataFrame:
+    """Per group of ``by`` (None: all trials): :func:`analysis.convergence.threshold_summary` of the
+    epochs to ``threshold`` plus the medians of the final ``metric``, of the decay rate
+    (:func:`convergence_rate`) and of the curve's mean height (:func:`area_under_curve`)."""
+    threshold = default_threshold(trials, metric) if threshold is None else threshold
+    per_trial = epochs_to_threshold(curves, threshold, metric)
+    summary = threshold_summary(per_trial, by, trials)
+    extra = (final_values(curves, metric)[["trial", "value"]].rename(columns={"value": "final"})
+             .merge(convergence_rate(curves, metric)[["trial", "rate"]], on="trial", how="outer")
+             .merge(area_under_curve(curves, metric)[["trial", "auc"]], on="trial", how="outer"))
+    keys = [] if by is None else ([by] if isinstance(by, str) else list(by))
+    if keys:
+        extra = extra.merge(trials[["trial", *keys]], on="trial", how="inner")
+        medians = extra.groupby(keys, dropna=False, sort=True)[["final", "rate", "auc"]].median().reset_index()
+        summary = summary.merge(medians, on=keys, how="left")
+    else:
+        for column in ("final", "rate", "auc"):
+            summary[column] = extra[column].median()
+    return summary.rename(columns={"final": f"median_final_{metric}", "rate": "median_rate",
+                                   "auc": "median_auc"})
+
+
+def param_importances(study, seed: int = 0) -> pd.DataFrame:
+    """``param``, ``importance`` (fANOVA, summing to 1) of an ``optuna.Study``, most important first;
+    an empty frame when there are too few complete trials to tell."""
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator
+
+    target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = optuna.importance.get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=seed),
+                                                            target=target)
+    except (ValueError, RuntimeError):
+        found = {}
+    return pd.DataFrame({"param": list(found), "importance": [float(v) for v in found.values()]})
+
+
+def minima_summary(runs: SeedRuns, on_step: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict]:
+    """Per trial of ``runs`` (its own minimum, not the retrained seeds): the training loss at the
+    initial and final weights, the loss along the line between them (α ∈ [-0.5, 1.5]), its
+    barrier ("max" variant on α ∈ [0, 1]; 0 when the loss never rises above the ends), whether it
+    falls monotonically from α = 0 to 1, and the sharpness (top Hessian eigenvalue, full
+    training set). Returns the table and ``{label: interpolation frame}``."""
+    rows, paths = [], {}
+    originals = runs.runs.loc[runs.runs["origin"] == "trial"]
+    for row in originals.itertuples(index=False):
+        net = runs.nets[row.group].copy()
+        net.params[...] = runs.finals[row.label]
+        X, Y, cost = runs.data[row.group]
+        path = interpolate(net, runs.initials[row.label], runs.finals[row.label], X, Y, cost)
+        inside = path.loc[(path["alpha"] >= 0) & (path["alpha"] <= 1), "loss"].to_numpy()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            top, iterations = sharpness(net, X, Y, cost)
+        paths[row.label] = path
+        rows.append({"trial": row.config, "group": row.group, "val_cost": row.val_cost,
+                     "loss_initial": float(inside[0]), "loss_final": float(inside[-1]),
+                     "barrier_initial_final": barrier(path), "monotone": bool(np.all(np.diff(inside) <= 1e-12)),
+                     "sharpness": top, "power_iterations": iterations,
+                     "note": "; ".join(str(w.message) for w in caught) or None})
+        _step(on_step, f"minimum t{row.config}")
+    return pd.DataFrame(rows), paths
+
+
+def best_landscapes(runs: SeedRuns, grid: int = 25, seed: int = 0,
+                    on_step: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The 1-D (41 points) and 2-D (``grid`` × ``grid``) training-loss landscapes of the best trial in
+    ``runs`` (its first row) along filter-normalised directions drawn with seeds ``seed``, ``seed + 1``."""
+    row = runs.runs.iloc[0]
+    net = runs.nets[row["group"]].copy()
+    net.params[...] = runs.finals[row["label"]]
+    X, Y, cost = runs.data[row["group"]]
+    d1, d2 = filter_normalized_direction(net, seed), filter_normalized_direction(net, seed + 1)
+    one = landscape_1d(net, X, Y, cost, d1)
+    _step(on_step, "landscape 1-D")
+    two = landscape_2d(net, X, Y, cost, d1, d2, n=grid)
+    _step(on_step, "landscape 2-D")
+    return one, two
+
+
+def _step(on_step, what: str) -> None:
+    if on_step is not None:
+        on_step(what)
+
+
+# ---------------------------------------------------------------------------- figures
+def plot_importances(importances: pd.DataFrame):
+    """Horizontal bars of :func:`param_importances`. Returns the figure."""
+    ax = Figure(figsize=(6, 0.4 * max(len(importances), 3) + 1), layout="constrained").add_subplot()
+    ordered = importances.iloc[::-1]
+    ax.barh(ordered["param"], ordered["importance"], color="tab:blue")
+    ax.set_xlabel("importance (fANOVA)")
+    return ax.figure
+
+
+def plot_interpolations(paths: dict):
+    """Every ``{label: interpolate() frame}`` on one axes (log loss). Returns the figure."""
+    ax = Figure(figsize=(6, 4), layout="constrained").add_subplot()
+    for label, frame in paths.items():
+        plot_interpolation(frame, ax=ax, label=label)
+    ax.set_yscale("log")
+    ax.set_title("training loss from the initial (α=0) to the final (α=1) weights")
+    return ax.figure
+
+
+def plot_final_spread(runs: SeedRuns, metric: str = "val_cost"):
+    """The final ``metric`` of each minimum, one column of points per configuration (the trial's own
+    minimum as a star). Returns the figure."""
+    ax = Figure(figsize=(6, 3.5), layout="constrained").add_subplot()
+    table = runs.runs.loc[runs.runs["state"] == "COMPLETE"]
+    configs = list(dict.fromkeys(table["config"]))
+    for x, config in enumerate(configs):
+        group = table.loc[table["config"] == config]
+        own = group["origin"] == "trial"
+        ax.scatter(np.full(int((~own).sum()), x), group.loc[~own, metric], color="tab:blue", alpha=0.7)
+        ax.scatter(np.full(int(own.sum()), x), group.loc[own, metric], color="tab:red", marker="*", s=120)
+    ax.set_xticks(range(len(configs)), [f"t{c}" for c in configs])
+    ax.set_xlabel("configuration (its trial)")
+    ax.set_ylabel(f"final {metric}")
+    return ax.figure
+
+
+# ---------------------------------------------------------------------------- the page
+@dataclass
+class _Page:
+    folder: Path
+    parts: list = field(default_factory=list)
+    figures: list = field(default_factory=list)
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def text(self, text: str) -> None:
+        self.parts.append(f"<p>{text}</p>")
+
+    def table(self, frame: pd.DataFrame, max_rows: int | None = None) -> None:
+        shown = frame if max_rows is None else frame.head(max_rows)
+        table = shown.to_html(index=False, na_rep="", float_format=_fmt, border=0, classes="t")
+        self.parts.append(f"<div class='w'>{table}</div>")
+
+    def figure(self, figure, name: str, caption: str) -> None:
+        path = self.folder / "figures" / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=FIGURE_DPI)
+        self.figures.append(path)
+        self.parts.append(f"<figure><img src='figures/{path.name}' alt='{html.escape(caption)}'>"
+                          f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+    def render(self, title: str) -> str:
+        return ("<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+                f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n"
+                + "\n".join(self.parts) + "\n</body></html>\n")
+
+
+CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+       "table.t{border-collapse:collapse;font-size:13px;margin:.5em 0 1em}"
+       "table.t th,table.t td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
+       "figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}"
+       "figcaption{font-size:12px;color:#555;max-width:560px}img{max-width:100%}code{background:#f3f3f3}"
+       "div.w{overflow-x:auto}")
+
+
+def _fmt(value) -> str:
+    """4 significant digits; a whole number as one (19210, not 1.921e+04)."""
+    if np.isfinite(value) and float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.4g}"
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "study"
+
+
+def write_report(study: str | StudyRecord | None = None, out: str | Path | None = None,
+                 options: ReportOptions | None = None, tracking_uri: str = DEFAULT_TRACKING_URI,
+                 storage: str | None = None, experiment: str | None = None, progress: bool = True) -> Path:
+    """Compute every part of the report on ``study`` and write it to ``out`` (default
+    ``reports/<study>``); returns the path of ``report.html``. ``progress``: a tqdm bar on stderr."""
+    from threadpoolctl import threadpool_limits
+    from tqdm import tqdm
+
+    options = options or ReportOptions()
+    started = time.perf_counter()
+    record = find_study(study, tracking_uri, storage, experiment)
+    folder = Path(out) if out is not None else Path("reports") / _safe_name(record.name)
+    page, timings = _Page(folder), {}
+    steps = 3 + len(GROUPS) + options.top_k * (2 + options.seeds) + 3  # made exact once the seeds are in
+    bar = tqdm(total=steps, desc=f"report {record.name}", unit="step", file=sys.stderr, disable=not progress,
+               leave=False)
+
+    def step(what: str) -> None:
+        bar.set_postfix_str(what, refresh=False)
+        bar.update(1)
+
+    # one BLAS thread: the nets are small, and two threads on two busy cores spin more than they compute
+    with bar, threadpool_limits(1):
+        tick = time.perf_counter()
+        trials = load_trials(record, config_keys=tuple(GROUPS.values()))
+        step("trials")
+        curves = load_curves(record)
+        step("curves")
+        optuna_study = load_optuna_study(record)
+        timings["loading"] = time.perf_counter() - tick
+        (folder / "figures").mkdir(parents=True, exist_ok=True)  # the study has trials: a report it is
+        for old in (folder / "figures").glob("*.png"):
+            old.unlink()
+        _study_section(page, record, trials)
+
+        tick = time.perf_counter()
+        _convergence_section(page, trials, curves, options, step)
+        timings["convergence"] = time.perf_counter() - tick
+
+        tick = time.perf_counter()
+        importances = param_importances(optuna_study) if optuna_study is not None else pd.DataFrame()
+        step("importances")
+        _importance_section(page, importances, optuna_study is not None)
+        timings["importances"] = time.perf_counter() - tick
+
+        if (trials["state"] == "COMPLETE").any():
+            tick = time.perf_counter()
+            runs = retrain_seeds(record, options.top_k, options.seeds, trials=trials, log=options.log, on_step=step)
+            timings["seeds (train or load)"] = time.perf_counter() - tick
+            ok = runs.runs.loc[runs.runs["state"] == "COMPLETE"]
+            bar.total = bar.n + int((ok["origin"] == "trial").sum()) + int((ok["group"].value_counts() > 1).sum()) + 2
+            tick = time.perf_counter()
+            summary, paths = minima_summary(runs, step)
+            comparison = compare_seeds(runs, n_alphas=options.n_alphas, tol=options.basin_tol, on_step=step)
+            timings["minima and barriers"] = time.perf_counter() - tick
+            _minima_section(page, runs, summary, paths, options)
+            _seeds_section(page, runs, comparison, options)
+            tick = time.perf_counter()
+            one, two = best_landscapes(runs, options.grid, on_step=step)
+            timings["landscapes"] = time.perf_counter() - tick
+            _landscape_section(page, runs, summary, one, two, options)
+        else:
+            page.heading("Minima")
+            page.text("No trial completed: there are no minima to compare yet.")
+    timings["total"] = time.perf_counter() - started
+    _footer(page, record, options, timings)
+    path = folder / "report.html"
+    path.write_text(page.render(f"Study {record.name}: convergence and minima"))
+    if options.log:
+        client_for(record.tracking_uri).log_artifacts(record.parent_run_id, str(folder), artifact_path="report")
+    return path
+
+
+def _study_section(page: _Page, record: StudyRecord, trials: pd.DataFrame) -> None:
+    page.parts.append(f"<h1>Study <code>{html.escape(record.name)}</code>: convergence and minima</h1>")
+    counts = trials["state"].value_counts().to_dict()
+    states = ", ".join(f"{n} {s.lower()}" for s, n in counts.items())
+    storage = html.escape(describe(record.storage)) if record.storage else "not found"
+    lines = [f"MLflow experiment <code>{html.escape(record.experiment)}</code>, parent run "
+             f"<code>{record.parent_run_id}</code> in <code>{html.escape(mask_password(record.tracking_uri))}</code>; "
+             f"Optuna storage <code>{storage}</code>.", f"{len(trials)} trials: {states}.",
+             f"Objective: {', '.join(f'{d} {m}' for m, d in zip(record.objective, record.directions))}."]
+    page.text("<br>".join(lines))
+    page.heading("Best trials")
+    column = "value" if "value" in trials.columns else "value_0"
+    complete = trials.loc[trials["state"] == "COMPLETE"].sort_values(
+        column, ascending=record.directions[0] == "minimize")
+    shown = complete.drop(columns=[c for c in ("seed", "reason", "duration_s") if c in complete.columns])
+    page.table(shown, TOP_TRIALS_SHOWN)
+
+
+def _convergence_section(page: _Page, trials, curves, options: ReportOptions, step) -> None:
+    threshold = default_threshold(trials) if options.threshold is None else options.threshold
+    page.heading("Convergence")
+    page.text(f"τ = {threshold:.4g}: {'the median final val_cost of the complete trials' if options.threshold is None else 'given'}. "  # noqa: E501
+              "<i>n_reached</i>: runs whose val_cost reached τ; runs that stopped before (pruned or out of epochs) "
+              "are censored, not dropped: <i>km_median</i> is the Kaplan–Meier median epoch to τ with them "
+              "accounted for, <i>median_epochs</i>/<i>median_seconds</i> count only the runs that reached τ. "
+              "<i>median_rate</i>: decay rate per epoch of an exponential fit of val_cost; <i>median_auc</i>: "
+              "the mean height of the val_cost curve.")
+    page.table(convergence_table(curves, trials, None, threshold))
+    for title, key in GROUPS.items():
+        if key not in trials.columns or trials[key].isna().all():
+            continue
+        page.heading(f"By {title}", 3)
+        page.table(convergence_table(curves, trials, key, threshold))
+        figure = plot_grouped_curves(grouped_curves(curves, trials, key), logy=True)
+        figure.axes[0].set_title(f"val_cost by {title}: median and interquartile band")
+        page.figure(figure, f"curves_by_{_safe_name(title)}", f"Validation cost per epoch by {title}: median line, "
+                    "25–75% band; later epochs are over the runs still going (see the counts in the table).")
+        step(f"curves by {title}")
+
+
+def _importance_section(page: _Page, importances: pd.DataFrame, have_study: bool) -> None:
+    page.heading("Parameter importances")
+    if importances.empty:
+        page.text("Not available: " + ("too few complete trials." if have_study else
+                                       "the Optuna storage was not found (pass --storage)."))
+        return
+    page.text("fANOVA (<code>optuna.importance.get_param_importances</code>, seed 0) over the complete trials: "
+              "the share of the objective's variance each hyperparameter explains.")
+    page.table(importances)
+    page.figure(plot_importances(importances), "param_importances", "Parameter importances (fANOVA).")
+
+
+def _minima_section(page: _Page, runs: SeedRuns, summary: pd.DataFrame, paths: dict, options) -> None:
+    page.heading(f"Minima of the {len(summary)} best trials")
+    page.text("Losses are the mean cost on the training set with dropout off. <i>barrier_initial_final</i>: "
+              "max over α∈[0,1] of L((1-α)θ₀ + αθ) minus the larger end (0: the straight line from the initial "
+              "weights θ₀ never rises above them); <i>monotone</i>: the loss falls all along it; <i>sharpness</i>: "
+              "the top Hessian eigenvalue at θ by power iteration on Hessian-vector products.")
+    page.table(summary.drop(columns="note") if summary["note"].isna().all() else summary)
+    page.figure(plot_interpolations(paths), "interpolation", "Training loss along (1-α)θ₀ + αθ for each of the "
+                "best trials: α = 0 the initial weights, α = 1 the trained ones (Goodfellow et al. 2015).")
+
+
+def _seeds_section(page: _Page, runs: SeedRuns, comparison: SeedComparison, options) -> None:
+    page.heading("Seed robustness")
+    retrained = runs.runs.loc[runs.runs["origin"] != "trial"]
+    page.text(f"Each of the {runs.runs['config'].nunique()} best configurations trained again with "
+              f"{options.seeds} other seeds (<code>train.seed</code> s₀+1…s₀+{options.seeds}; same data split) by "
+              f"<code>experiments.trainer.train_config</code>: {int((retrained['origin'] == 'retrained').sum())} "
+              f"trained now, {int((retrained['origin'] == 'reused').sum())} read back from earlier runs "
+              "(MLflow child runs tagged <code>kind=seed-robustness</code>).")
+    if options.seeds == 0:
+        page.text("No seeds asked for (--seeds 0).")
+    page.table(runs.runs.drop(columns=["trial", "reason"] if runs.runs["reason"].isna().all() else ["trial"]))
+    page.heading("Spread of the final cost per configuration", 3)
+    page.table(comparison.spread)
+    page.figure(plot_final_spread(runs), "final_spread", "Final val_cost of every minimum per configuration "
+                "(star: the trial itself, dots: other seeds).")
+    page.heading("Barriers between the minima", 3)
+    page.text(f"Barrier between two minima θa, θb: max over α∈[0,1] of L((1-α)θa + αθb) minus max(L(θa), L(θb)) "
+              f"(training loss, {options.n_alphas} points), for every pair of minima of one architecture. Minima "
+              f"joined by barriers ≤ {comparison.tol:g} form one basin.")
+    basins = comparison.basins.assign(basins=comparison.basins["basins"].map(
+        lambda d: ", ".join(f"{k}:{v}" for k, v in d.items())))
+    page.table(basins)
+    if not comparison.group_basins.empty:
+        page.text("All the minima of one architecture together, across configurations:")
+        page.table(comparison.group_basins.assign(members=comparison.group_basins["members"].map(
+            lambda basins: " | ".join(", ".join(b) for b in basins))))
+    for group, matrix in comparison.barriers.items():
+        figure = plot_barrier_heatmap(matrix)
+        size = max(4.0, 0.35 * len(matrix) + 2)
+        figure.set_size_inches(size + 1, size)
+        figure.axes[0].tick_params(axis="x", labelrotation=90)
+        figure.axes[0].set_title(f"barriers, {group}")
+        page.figure(figure, f"barriers_{_safe_name(group)}", f"Barrier heat map between the minima of {group}.")
+
+
+def _landscape_section(page: _Page, runs: SeedRuns, summary, one, two, options) -> None:
+    row = runs.runs.iloc[0]
+    best = summary.iloc[0]
+    page.heading(f"Loss landscape of the best trial (trial {row['config']})")
+    page.text(f"Training loss at θ* + α d₁ (+ β d₂), d₁ and d₂ random filter-normalised directions (Li et al. "
+              f"2018): each neuron's incoming weights rescaled to the norm of θ*'s, biases not moved. Sharpness "
+              f"(top Hessian eigenvalue) {best['sharpness']:.4g} after {best['power_iterations']} power iterations.")
+    figure = plot_landscape_1d(one)
+    figure.axes[0].set_title(f"trial {row['config']}: 1-D, 41 points")
+    page.figure(figure, "landscape_1d", "Training loss along one filter-normalised direction.")
+    figure = plot_landscape_2d(two, log=bool((two["loss"] > 0).all()))
+    figure.axes[0].set_title(f"trial {row['config']}: 2-D, {options.grid}×{options.grid}")
+    page.figure(figure, "landscape_2d", "Training loss over a plane of two filter-normalised directions (θ*: star).")
+
+
+def _footer(page: _Page, record: StudyRecord, options: ReportOptions, timings: dict) -> None:
+    page.heading("How this was made")
+    page.text(f"<code>python -m analysis.report --study {html.escape(record.name)} --top-k {options.top_k} "
+              f"--seeds {options.seeds} --grid {options.grid}</code>, "
+              f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S}. Seconds per part: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + ".")
+
+
+# ---------------------------------------------------------------------------- the command
+def parse_args(argv=None) -> argparse.Namespace:
+    defaults = ReportOptions()
+    parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--study", help="the study's name (default: the study whose parent run started last)")
+    parser.add_argument("--experiment", help="the MLflow experiment that holds it (default: any)")
+    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="the MLflow store (default: %(default)s)")
+    parser.add_argument("--storage", help="the Optuna storage (default: the study's sweep.storage)")
+    parser.add_argument("--out", help="the report's folder (default: reports/<study>)")
+    parser.add_argument("--top-k", type=int, default=defaults.top_k, help="best trials to compare (%(default)s)")
+    parser.add_argument("--seeds", type=int, default=defaults.seeds,
+                        help="other seeds per best configuration (%(default)s; 0: none)")
+    parser.add_argument("--grid", type=int, default=defaults.grid, help="points per side of the 2-D landscape "
+                        "(%(default)s)")
+    parser.add_argument("--threshold", type=float, help="τ for epochs to threshold (default: the median final "
+                        "val_cost of the complete trials)")
+    parser.add_argument("--basin-tol", type=float, default=defaults.basin_tol,
+                        help="barrier at most this joins two minima in one basin (%(default)s)")
+    parser.add_argument("--no-log", action="store_true", help="record nothing in MLflow (no seed runs, no artifact)")
+    args = parser.parse_args(argv)
+    for name in ("top_k", "grid"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.seeds < 0:
+        parser.error("--seeds must be at least 0")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    options = ReportOptions(top_k=args.top_k, seeds=args.seeds, grid=args.grid, threshold=args.threshold,
+                            basin_tol=args.basin_tol, log=not args.no_log)
+    try:
+        path = write_report(args.study, args.out, options, args.tracking_uri, args.storage, args.experiment)
+    except (StudyNotFoundError, EmptyStudyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""analysis/loading.py: a study's trials, curves and weights read back exactly as the sweep recorded them.
+
+Runs on the small study of ``analysis_study`` (made once per session by ``python run.py``) and
+compares with what MLflow's client and Optuna's study say directly.
+"""
+
+import math
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from analysis_study import EMPTY, STUDY, small_study
+from mlflow.tracking import MlflowClient
+
+from analysis import loading
+from analysis.loading import (
+    CURVE_METRICS,
+    EmptyStudyError,
+    StudyNotFoundError,
+    find_study,
+    list_studies,
+    load_config,
+    load_curves,
+    load_trial,
+    load_trials,
+    top_trials,
+)
+from experiments.storage import open_storage
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    return small_study(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def record(study):
+    return find_study(STUDY, study.tracking_uri)
+
+
+@pytest.fixture(scope="module")
+def optuna_study(study):
+    return optuna.load_study(study_name=STUDY, storage=open_storage(study.storage))
+
+
+@pytest.fixture(scope="module")
+def runs(study, record):
+    """{trial number: its MLflow run}, straight from the client."""
+    client = MlflowClient(study.tracking_uri)
+    found = client.search_runs([record.experiment_id], f"tags.`mlflow.parentRunId` = '{record.parent_run_id}'")
+    return {int(r.data.tags["optuna.trial_number"]): r for r in found if r.data.tags.get("kind") is None}
+
+
+def test_the_study_is_found_by_name_and_by_default(study, record, monkeypatch):
+    assert record.name == STUDY and record.storage == study.storage
+    assert record.searched == ("optimizer", "optimizer.lr", "model.width", "train.epochs")
+    assert (record.objective, record.directions) == (("val_cost",), ("minimize",))
+    monkeypatch.chdir(study.folder)  # the defaults: sqlite:///mlflow.db here, the study run last
+    assert find_study().parent_run_id == record.parent_run_id
+    assert list(list_studies()["study"]) == [EMPTY, STUDY]
+
+
+def test_trials_hold_what_optuna_and_mlflow_recorded(study, record, optuna_study, runs):
+    trials = load_trials(record)
+    assert list(trials["trial"]) == [t.number for t in optuna_study.trials] == sorted(runs)
+    for t in optuna_study.trials:
+        row = trials.loc[trials["trial"] == t.number].iloc[0]
+        assert row["state"] == t.state.name
+        assert row["value"] == t.value or (t.value is None and math.isnan(row["value"]))
+        assert {k: row[k] for k in t.params} == t.params
+        assert row["val_cost"] == t.user_attrs["val_cost"] and row["epochs_run"] == t.user_attrs["epochs_run"]
+        run = runs[t.number]
+        assert row["run_id"] == run.info.run_id
+        assert row["test_cost"] == run.data.metrics["test_cost"]
+        assert row["state"] != "PRUNED" or row["reason"].startswith("pruned at epoch")
+    assert set(trials["state"]) == {"COMPLETE", "PRUNED"}, "the quick study is expected to prune some trials"
+
+
+def test_trials_from_mlflow_alone_match(study, record):
+    """Without the Optuna storage the frame comes from the runs' tags, params and metrics."""
+    full = load_trials(record)
+    alone = load_trials(STUDY, study.tracking_uri, storage=str(study.folder / "missing.journal"))
+    columns = ["trial", "state", "optimizer", "optimizer.lr", "model.width", "train.epochs", "val_cost",
+               "test_cost", "epochs_run", "seed", "run_id"]
+    pd.testing.assert_frame_equal(alone[columns], full[columns], check_dtype=False)
+    complete = full["state"] == "COMPLETE"
+    assert np.array_equal(alone.loc[complete, "value"], full.loc[complete, "value"])
+
+
+def test_config_keys_come_from_the_runs_configs(record):
+    trials = load_trials(record, config_keys=("model.activation", "train.batch_size", "optimizer"))
+    assert set(trials["model.activation"]) == {"relu"} and set(trials["train.batch_size"]) == {32}
+    assert list(trials.columns[:4]) == ["trial", "state", "value", "optimizer"]  # searched keys keep their place
+
+
+def test_curves_are_the_logged_values(study, record, optuna_study, runs):
+    curves = load_curves(record)
+    assert list(curves.columns) == ["trial", "epoch", "metric", "value"]
+    assert not curves.duplicated(["trial", "epoch", "metric"]).any()
+    client = MlflowClient(study.tracking_uri)
+    for number, run in runs.items():
+        for metric in CURVE_METRICS:
+            logged = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, metric))
+            rows = curves.loc[(curves["trial"] == number) & (curves["metric"] == metric), ["epoch", "value"]]
+            assert [tuple(r) for r in rows.itertuples(index=False)] == logged
+        optuna_values = optuna_study.trials[number].intermediate_values
+        rows = curves.loc[(curves["trial"] == number) & (curves["metric"] == "val_cost")]
+        assert dict(zip(rows["epoch"], rows["value"])) == optuna_values
+
+
+def test_curves_by_the_client_equal_curves_by_sql(study, runs):
+    """The path for an ``mlflow server`` (per-run get_metric_history) gives the SQL path's frame."""
+    run_ids = [r.info.run_id for r in runs.values()]
+    by_sql = loading.read_metrics(study.tracking_uri, run_ids)
+    by_client = loading._metric_histories(study.tracking_uri, run_ids, list(CURVE_METRICS))
+    key = ["run_id", "metric", "epoch"]
+    by_client = by_client.astype({"epoch": np.int64})[[*key, "value"]].sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(by_sql.sort_values(key).reset_index(drop=True)[[*key, "value"]], by_client,
+                                  check_dtype=False)
+
+
+def test_weights_reproduce_the_logged_val_cost(record, runs):
+    trials = load_trials(record)
+    for number, run in runs.items():
+        art = load_trial(record, number)
+        assert art.final.sizes == art.initial.sizes and not np.array_equal(art.final.params, art.initial.params)
+        metrics = art.evaluate("val")
+        assert metrics["val_cost"] == pytest.approx(run.data.metrics["val_cost"], rel=1e-12, abs=0)
+        assert metrics["val_accuracy"] == pytest.approx(run.data.metrics["val_accuracy"])
+        assert art.evaluate("test")["test_cost"] == pytest.approx(run.data.metrics["test_cost"], rel=1e-12)
+        assert art.cfg.optimizer.name == trials.loc[trials["trial"] == number, "optimizer"].iloc[0]
+    assert load_config(run.info.run_id, record.tracking_uri).model.hidden == [16]
+
+
+def test_top_trials_are_the_best_complete_ones(record):
+    trials = load_trials(record)
+    top = top_trials(trials, 10)
+    complete = trials.loc[trials["state"] == "COMPLETE"]
+    assert list(top["trial"]) == list(complete.sort_values("value")["trial"])
+    assert list(top_trials(trials, 1)["value"]) == [complete["value"].min()]
+
+
+def test_an_unknown_study_or_experiment_lists_the_ones_there_are(study):
+    with pytest.raises(StudyNotFoundError) as err:
+        find_study("no-such-study", study.tracking_uri)
+    message = str(err.value)
+    assert "no study 'no-such-study'" in message and STUDY in message and EMPTY in message
+    with pytest.raises(StudyNotFoundError, match=f"no MLflow experiment 'nope'.*experiments there: .*{STUDY}"):
+        find_study(None, study.tracking_uri, experiment="nope")
+    with pytest.raises(StudyNotFoundError, match="no MLflow store at"):
+        load_trials(STUDY, f"sqlite:///{study.folder / 'elsewhere.db'}")
+    with pytest.raises(KeyError, match="trials with a run: 0, 1, 2, 3"):
+        load_trial(STUDY, 99, study.tracking_uri)
+
+
+def test_an_empty_study_says_it_is_empty(study):
+    record = find_study(EMPTY, study.tracking_uri)
+    with pytest.raises(EmptyStudyError, match=f"study '{EMPTY}' is empty"):
+        load_trials(record)
+    with pytest.raises(EmptyStudyError, match="is empty"):
+        load_curves(record)
