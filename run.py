@@ -3,24 +3,83 @@
 Hydra composes the config from conf/; see `python run.py --help` and README.md.
 """
 
+import os
 import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from experiments.cli import run
 from experiments.config import register_configs
+from experiments.storage import mask_password
 
 register_configs()
+USER_FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR")  # the user's wish: Hydra's own multi-line reports
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    _restore_full_error()  # composed: errors of the run itself get Hydra's usual report
+    _mask_saved_config()
     code = run(cfg, list(HydraConfig.get().overrides.task))
     if code:
         sys.exit(code)
 
 
+def _restore_full_error() -> None:
+    if USER_FULL_ERROR is None:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+    else:
+        os.environ["HYDRA_FULL_ERROR"] = USER_FULL_ERROR
+
+
+def _mask_saved_config() -> None:
+    """Passwords in URLs (``postgresql://user:secret@host``) masked in the files Hydra saved in the
+    run's output dir (``.hydra/config.yaml``, ``hydra.yaml``, ``overrides.yaml``)."""
+    hydra_cfg = HydraConfig.get()
+    if not hydra_cfg.output_subdir:
+        return
+    folder = os.path.join(hydra_cfg.runtime.output_dir, hydra_cfg.output_subdir)
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        path = os.path.join(folder, name)
+        try:
+            with open(path) as handle:
+                text = handle.read()
+        except OSError:
+            continue
+        masked = mask_password(text)
+        if masked != text:
+            with open(path, "w") as handle:
+                handle.write(masked)
+
+
+def composition_error(err: Exception) -> str:
+    """Hydra's report of a config that does not compose, in one line naming the key or option and the value."""
+    if isinstance(err, MissingConfigException) and err.options is not None:
+        first = str(err).strip().splitlines()[0]
+        options = [o for o in err.options if not o.startswith("base_")]
+        return f"{first}; available options: {', '.join(options)}"
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    cause = err.__cause__
+    if isinstance(cause, OmegaConfBaseException) and str(cause).strip():
+        lines.insert(1, str(cause).strip().splitlines()[0])
+    text = " ".join(line if line.endswith((".", ":")) else line + ";" for line in lines[:3]).rstrip(";")
+    override = getattr(err, "override", None)  # a parse error names the override apart from its message
+    if isinstance(override, str) and override not in text:
+        text = f"{override}: {text}"
+    return mask_password(text or type(err).__name__)
+
+
 if __name__ == "__main__":
-    main()
+    if USER_FULL_ERROR is None:
+        os.environ["HYDRA_FULL_ERROR"] = "1"  # composition errors reach the handler below, not Hydra's printer
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as err:
+        if USER_FULL_ERROR is not None or os.environ.get("HYDRA_FULL_ERROR") != "1":
+            raise
+        print(f"error: {composition_error(err)}", file=sys.stderr)
+        sys.exit(2)

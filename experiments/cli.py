@@ -3,18 +3,20 @@
 import sys
 
 import optuna
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 import nncore
 
-from .config import ConfigError, resolve_task, validate
+from .config import OPTIMIZER_SCHEMAS, Config, ConfigError, resolve_task, validate
 from .data import DataError, load_dataset
 from .search_space import SearchSpaceError
-from .storage import describe
+from .storage import describe, mask_password
 from .sweep import (
     INTERRUPTED,
     SweepError,
+    connect,
     count_failures,
     fail_dead_trials,
     make_plan,
@@ -23,7 +25,7 @@ from .sweep import (
     study_counts,
     work,
 )
-from .tracking import TrackingError, make_tracker
+from .tracking import TrackingError, fetch_run, make_tracker
 from .trainer import train_config
 
 USER_ERRORS = (ConfigError, DataError, SearchSpaceError, SweepError, TrackingError)
@@ -33,16 +35,23 @@ def run(cfg: DictConfig, overrides: list[str]) -> int:
     """Run the job ``cfg.mode`` names; returns the process exit code."""
     try:
         validate(cfg)
+        if cfg.get("replay"):
+            return replay(cfg)
         if cfg.mode == "train":
             return train_once(cfg)
         return sweep(cfg, overrides)
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {mask_password(str(err).splitlines()[0] if str(err) else type(err).__name__)}",
+              file=sys.stderr)
         return 2
 
 
-def train_once(cfg: DictConfig) -> int:
-    """``mode=train``: one network with the composed config."""
+def train_once(cfg: DictConfig, reference: dict | None = None) -> int:
+    """``mode=train``: one network with the composed config (BLAS and optimizer limited to
+    ``train.threads``, as in a sweep's trial, so a replay reproduces a trial bit for bit).
+
+    ``reference``: {metric: [(epoch, value)]} of a logged run this one replays; the curves are
+    compared epoch by epoch and any difference is an error."""
     data = load_dataset(cfg.data, cfg.train.seed)
     tracker = make_tracker(cfg)
     tracker.check()  # an unreachable tracking store stops here, before training
@@ -56,7 +65,8 @@ def train_once(cfg: DictConfig) -> int:
         return False
 
     try:
-        result = train_config(cfg, data, on_epoch)
+        with threadpool_limits(cfg.train.threads):
+            result = train_config(cfg, data, on_epoch)
         tracker.end_trial("complete", result.final, result)
     except nncore.DivergenceError as err:
         tracker.end_trial("failed", {}, None, str(err))
@@ -72,6 +82,56 @@ def train_once(cfg: DictConfig) -> int:
     final = dict(result.final)
     final.update(result.evaluate(data.X_test, data.y_test, _cost(cfg, data.task), "test"))
     print(f"trained {data.name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in final.items()))
+    if reference is not None:
+        return compare_curves(cfg.replay, result.history, reference)
+    return 0
+
+
+REPLAYED = ("train_cost", "val_cost")
+
+
+def replay(cfg: DictConfig) -> int:
+    """``replay=RUN_ID``: retrain the run's logged config (its ``config.yaml`` artifact: same seed,
+    data, network, optimizer) and check the new cost curves equal the logged ones, bit for bit.
+    The new run is recorded as usual (``tracking``, from the command line), with param ``replay``."""
+    stored, curves = fetch_run(str(cfg.tracking.uri), str(cfg.replay), REPLAYED)
+    run_cfg = config_of_run(stored, str(cfg.replay))
+    run_cfg.mode, run_cfg.replay = "train", str(cfg.replay)
+    run_cfg.tracking = cfg.tracking
+    validate(run_cfg)
+    return train_once(run_cfg, curves)
+
+
+def config_of_run(stored: dict, run_id: str) -> DictConfig:
+    """A logged run's resolved config, checked against the schemas (``ConfigError`` when it does not fit)."""
+    try:
+        name = stored["optimizer"]["name"]
+        base = OmegaConf.structured(Config(optimizer=OPTIMIZER_SCHEMAS[name]()))
+        return OmegaConf.merge(base, stored)
+    except Exception as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"replay={run_id}: its config.yaml does not fit this version's schema: {reason}") from None
+
+
+def compare_curves(run_id: str, history, reference: dict) -> int:
+    """Print whether ``history`` (nncore.History) repeats the logged ``reference`` curves; 0 if it does."""
+    epochs = {m.epoch: m for m in history.epochs}
+    compared = 0
+    for name in REPLAYED:
+        for step, value in reference.get(name, []):
+            if step not in epochs:
+                continue
+            mine = getattr(epochs[step], name)
+            if mine is None or float(mine) != value:
+                print(f"error: replay={run_id}: {name} differs at epoch {step}: logged {value!r}, now {mine!r}",
+                      file=sys.stderr)
+                return 1
+            compared += 1
+    if not compared:
+        print(f"error: replay={run_id}: the run has no logged {' or '.join(REPLAYED)} to compare", file=sys.stderr)
+        return 1
+    steps = max(step for name in REPLAYED for step, _ in reference.get(name, []))
+    print(f"replay={run_id}: {' and '.join(REPLAYED)} identical to the logged run over {steps} epochs")
     return 0
 
 
@@ -86,12 +146,15 @@ def sweep(cfg: DictConfig, overrides: list[str]) -> int:
     if "val_accuracy" in plan.metrics and resolve_task(cfg.data) == "regression":
         raise ConfigError("sweep.objective.metrics: val_accuracy needs a classification data set")
     load_dataset(cfg.data, cfg.train.seed)  # once, before the workers fork; bad data make no study
-    study = open_study(plan)
-    fail_dead_trials(study)
     tracker = make_tracker(cfg)
-    tracker.start_study(study, cfg)  # an unreachable tracking store stops here, before any trial
+    tracker.check()  # an unreachable tracking store stops here, before the study is made
+    storage = connect(plan)
+    study = open_study(plan, storage=storage)
+    fail_dead_trials(study, storage)
+    tracker.start_study(study, cfg)
     total = cfg.sweep.n_trials
-    done = sum(v for k, v in study_counts(study).items() if k != "running")
+    counts = study_counts(study)
+    done = counts["complete"] + counts["pruned"] + counts["failed"]
     bar = tqdm(total=total, initial=min(done, total), desc=f"study {cfg.study_name}", unit="trial")
 
     def on_progress(study: optuna.Study, state: str | None = None) -> None:
@@ -118,7 +181,12 @@ def sweep(cfg: DictConfig, overrides: list[str]) -> int:
         finish_tracking(tracker, study, interrupted=True)
         raise
     bar.close()
-    finish_tracking(tracker, study)
+    try:
+        finish_tracking(tracker, study)
+    except KeyboardInterrupt:  # the trials are over; the tracking process was writing the summary
+        print(f"\ninterrupted while the study's MLflow records were written: its trials are recorded in "
+              f"{describe(cfg.sweep.storage)}. Run the same command again to finish the records.", file=sys.stderr)
+        return 130
     return summarise(cfg, study)
 
 
@@ -144,8 +212,9 @@ def _best_value(study: optuna.Study):
 def summarise(cfg: DictConfig, study: optuna.Study) -> int:
     """Print the best trial, the counts, where things are, and what to run next."""
     counts = study_counts(study)
+    retried = counts["retried"] and f" ({counts['retried']} more failed when their worker died and were run again)"
     print(f"\nstudy {cfg.study_name}: {counts['complete']} complete, {counts['pruned']} pruned, "
-          f"{counts['failed']} failed")
+          f"{counts['failed']} failed{retried or ''}")
     best = study.best_trials
     failures = count_failures(study)
     stopped = failures > cfg.sweep.max_failures
@@ -160,7 +229,10 @@ def summarise(cfg: DictConfig, study: optuna.Study) -> int:
             print("  " + ", ".join(f"{k}={_fmt(v)}" for k, v in extra.items()))
         print("  " + " ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items()))
     print(f"optuna study: {describe(cfg.sweep.storage)} (study_name={cfg.study_name})")
-    print("next: mlflow ui --backend-store-uri sqlite:///mlflow.db   |   python -m analysis.report")
+    uri = str(cfg.tracking.uri)
+    dashboards = f"open {mask_password(uri)}" if uri.startswith(("http://", "https://")) else \
+        f"mlflow ui --backend-store-uri {mask_password(uri)}"
+    print(f"next: {dashboards}   |   python -m analysis.report")
     if stopped:
         print(f"error: the sweep stopped after {failures} failed trials (sweep.max_failures="
               f"{cfg.sweep.max_failures}); see each trial's fail_reason", file=sys.stderr)

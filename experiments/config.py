@@ -227,6 +227,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    replay: str | None = None  # an MLflow run id: retrain that run's logged config (experiments.cli.replay)
 
 
 def register_configs() -> None:

@@ -1,20 +1,59 @@
 """Optuna storage from ``sweep.storage``: a file path → journal file, a URL → RDB engine.
 
 A journal file is Optuna's advice for several processes on one machine; an RDB server
-(PostgreSQL, MySQL) for several machines.
+(PostgreSQL, MySQL) for several machines. On an RDB storage every running trial records a
+heartbeat; a trial whose heartbeat stops (its worker died) is failed by the next worker that
+claims a trial and retried once more (a new trial with the same parameters, in its place).
+Three options of ours may ride in the URL's query and are taken out before the URL reaches
+the database driver: ``heartbeat_interval`` (seconds, default 10), ``grace_period`` (seconds
+without a heartbeat before a trial is failed, default 30) and ``max_retry`` (default 1), e.g.
+``postgresql://user@host/db?heartbeat_interval=5&grace_period=20``.
+
+Locks: :func:`exclusive` serialises "count the trials, then ask for one" among every process
+that shares the storage: an ``flock`` on a file next to a journal file or SQLite database
+(one machine), ``pg_advisory_lock`` on PostgreSQL (any number of machines). Other servers
+(MySQL) get no lock: best effort, two workers claiming at the same instant may run one
+trial more than asked.
 """
 
+import copy
+import fcntl
+import hashlib
+import importlib.util
 import os
 import re
+import urllib.parse
+import warnings
+from contextlib import contextmanager, nullcontext, suppress
 
 import optuna
-from optuna.storages import JournalStorage, RDBStorage
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
+
+HEARTBEAT_INTERVAL = 10  # seconds between two heartbeats of a running trial (RDB storages)
+GRACE_PERIOD = 30  # seconds without a heartbeat before a running trial counts as dead
+MAX_RETRY = 1  # a dead worker's trial is run again this many times at most
+CONNECT_TIMEOUT = 5  # seconds to reach a PostgreSQL server before giving up
+OPTIONS = {"heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD, "max_retry": MAX_RETRY}
+
+
+class StorageError(ValueError):
+    """``sweep.storage`` cannot be used as given; the message is one line."""
 
 
 def mask_password(url: str) -> str:
-    """``scheme://user:secret@host`` → ``scheme://user:***@host``."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", str(url))
+    """``scheme://user:secret@host`` → ``scheme://user:***@host`` (any such URL inside ``url`` too)."""
+    return re.sub(r"(://[^:/@\s]+):[^@/\s]*@", r"\1:***@", str(url))
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (an error message) with the password of ``url`` masked wherever it appears."""
+    text = mask_password(text)
+    password = urllib.parse.urlsplit(str(url)).password if is_rdb(url) else None
+    if password:
+        for form in {password, urllib.parse.unquote(password)}:
+            text = text.replace(form, "***")
+    return text
 
 
 def is_rdb(url: str) -> bool:
@@ -22,15 +61,145 @@ def is_rdb(url: str) -> bool:
     return "://" in str(url)
 
 
+def is_postgres(url: str) -> bool:
+    """True for ``postgresql://`` (and ``postgresql+driver://``, ``postgres://``) URLs."""
+    return str(url).split("://", 1)[0].split("+", 1)[0] in ("postgresql", "postgres")
+
+
+def split_options(url: str) -> tuple[str, dict[str, int]]:
+    """(the URL without our options, {option: value}) with defaults for the options not given."""
+    parts = urllib.parse.urlsplit(str(url))
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    options = dict(OPTIONS)
+    kept = []
+    for key, value in query:
+        if key not in OPTIONS:
+            kept.append((key, value))
+            continue
+        try:
+            options[key] = int(value)
+        except ValueError:
+            raise StorageError(f"sweep.storage: {key}={value!r} must be an integer") from None
+        if options[key] < (0 if key == "max_retry" else 1):
+            raise StorageError(f"sweep.storage: {key}={value!r} must be >= {0 if key == 'max_retry' else 1}")
+    if options["grace_period"] <= options["heartbeat_interval"]:
+        raise StorageError(f"sweep.storage: grace_period={options['grace_period']} must exceed "
+                           f"heartbeat_interval={options['heartbeat_interval']}")
+    clean = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(kept)))
+    return with_driver(clean), options
+
+
+def with_driver(url: str) -> str:
+    """``postgresql://`` spelled with an installed driver: SQLAlchemy 2.1 reads it as psycopg (3); with
+    only psycopg2 installed (the ``postgres`` extra), ``postgresql+psycopg2://``. Other URLs unchanged."""
+    scheme, rest = str(url).split("://", 1)
+    if scheme not in ("postgresql", "postgres"):
+        return url
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return f"postgresql+psycopg2://{rest}"
+    return f"postgresql://{rest}"
+
+
+def engine_kwargs(url: str) -> dict:
+    """SQLAlchemy engine arguments: pre-ping pooled connections; a connect timeout on PostgreSQL."""
+    kwargs: dict = {"pool_pre_ping": True}
+    if is_postgres(url) and "connect_timeout" not in urllib.parse.urlsplit(url).query:
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+    return kwargs
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """The storage ``url`` names; a journal file path is taken relative to the launch dir."""
+    """The storage ``url`` names; a journal file path is taken relative to the launch dir.
+
+    An RDB storage records heartbeats and retries the trials of dead workers (see the module's
+    doc). Creating Optuna's tables is serialised on PostgreSQL: workers started together race
+    otherwise ("duplicate key value violates unique constraint")."""
     if is_rdb(url):
-        return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        clean, options = split_options(url)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with exclusive(url, "schema") if is_postgres(url) else nullcontext():
+                return RDBStorage(clean, engine_kwargs=engine_kwargs(clean),
+                                  heartbeat_interval=options["heartbeat_interval"],
+                                  grace_period=options["grace_period"],
+                                  heartbeat_stale_trial_callback=Retry(max_retry=options["max_retry"]))
     path = os.path.abspath(os.path.expanduser(str(url)))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     return JournalStorage(JournalFileBackend(path))
 
 
+class Retry(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a dead worker's trial (a WAITING copy: same parameters and attrs), minus the
+    dead worker's ``host`` and ``pid``: until its new worker sets its own, the copy must not look dead."""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trial = copy.deepcopy(trial)
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("host", "pid")}
+        super().__call__(study, trial)
+
+
 def describe(url: str) -> str:
     """Where the study lives, for people: an absolute file path or the masked URL."""
     return mask_password(url) if is_rdb(url) else os.path.abspath(os.path.expanduser(str(url)))
+
+
+def lock_key(name: str) -> int:
+    """A signed 64-bit key for ``pg_advisory_lock``, the same on every machine for ``name``."""
+    return int.from_bytes(hashlib.sha256(f"nnsweep:{name}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def file_lock(path: str):
+    """An exclusive ``flock`` on ``path`` (created if missing) for the block: every process of this machine."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def exclusive(url: str, name: str = ""):
+    """Hold the lock named ``name`` among every process that uses the storage ``url``.
+
+    Journal file or ``sqlite:///`` database: an ``flock`` on ``<file>.claim-lock`` (one lock per file;
+    not ``.lock``: Optuna's journal uses that name). PostgreSQL: ``pg_advisory_lock`` on a key derived
+    from ``name``, held by a connection of its own for the block (the server frees it if the process
+    dies). Other servers: no lock."""
+    url = str(url)
+    path = None
+    if not is_rdb(url):
+        path = os.path.abspath(os.path.expanduser(url))
+    elif url.startswith("sqlite:///"):
+        path = os.path.abspath(url[len("sqlite:///"):].split("?", 1)[0])
+    if path is not None:
+        with file_lock(path + ".claim-lock"):
+            yield
+        return
+    if not is_postgres(url):
+        yield
+        return
+    with _advisory_lock(split_options(url)[0], lock_key(name)):
+        yield
+
+
+@contextmanager
+def _advisory_lock(url: str, key: int):
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool, **{k: v for k, v in engine_kwargs(url).items()
+                                                                  if k != "pool_pre_ping"})
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            connection.commit()
+            try:
+                yield
+            finally:
+                with suppress(Exception):  # a broken connection: the server has freed the lock already
+                    connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    connection.commit()
+    finally:
+        engine.dispose()

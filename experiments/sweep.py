@@ -3,18 +3,29 @@
 Every trial turns its sampled values into Hydra overrides and composes its own validated
 config, so ``optimizer=adam`` brings Adam's defaults along. Workers are processes (forked
 from the launching one, so data are loaded once); any number of ``run.py`` processes can
-share one study: a lock around "count, then ask" keeps the study's total exact.
+share one study, on one machine (journal file) or many (PostgreSQL): a lock around "count,
+then ask" (experiments.storage.exclusive) keeps the study's total exact.
+
+Dead workers: on an RDB storage each running trial records a heartbeat (a thread: Optuna
+records them only inside ``study.optimize``, the sweep uses ask and tell); before claiming,
+a worker fails the trials whose heartbeat stopped and Optuna's retry callback queues each
+again (a WAITING trial with the same parameters, which the next ``ask`` pops). How trials
+count toward ``sweep.n_trials``: every trial counts except one that was retried, whose
+retry takes its place; so a study ends with exactly ``n_trials`` counted trials plus one
+FAIL record per retry. A worker with nothing left to claim waits while other trials still
+run there, so that the trial of a worker that dies last is retried too.
 """
 
 import copy
-import fcntl
 import math
 import multiprocessing
 import os
 import socket
+import threading
 import time
 import traceback
-from contextlib import contextmanager
+import warnings
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 
 import optuna
@@ -31,12 +42,14 @@ import nncore
 from .config import ConfigError, validate
 from .data import load_dataset
 from .search_space import SearchSpaceError, as_overrides, grid_of, parse_search_space, suggest
-from .storage import describe, is_rdb, open_storage
+from .storage import StorageError, describe, exclusive, open_storage, scrub
 from .tracking import make_tracker
 from .trainer import train_config
 
 INTERRUPTED = "interrupted (Ctrl-C)"
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+S = optuna.trial.TrialState
+WAIT_POLL = 1.0  # seconds between looks at the study of a worker waiting for the others' trials to end
 
 
 class SweepError(RuntimeError):
@@ -115,13 +128,15 @@ def compose_trial(plan: SweepPlan, values: dict) -> DictConfig:
 
 
 def make_sampler(cfg: DictConfig, plan: SweepPlan, worker: int) -> optuna.samplers.BaseSampler:
-    """The configured sampler; each worker gets its own seed so they do not sample in lockstep,
-    except grid, whose workers must share one: it shuffles the grid that trial numbers index."""
+    """The configured sampler; each worker (``worker``: its stream, see :func:`take_stream`) gets its
+    own seed so they do not sample in lockstep, except grid, whose workers must share one: it
+    shuffles the grid that trial numbers index. TPE lies about running trials (``constant_liar``) so
+    that workers do not propose the same point; alone, a worker has no running trial to lie about."""
     s = cfg.sweep.sampler
     seed = None if s.seed is None else int(s.seed) + (0 if s.name == "grid" else worker)
     if s.name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials,
-                                          multivariate=True, constant_liar=cfg.sweep.n_workers > 1)
+                                          multivariate=True, constant_liar=True)
     if s.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if s.name == "grid":
@@ -164,58 +179,137 @@ def space_signature(plan: SweepPlan) -> str:
     return "; ".join(parts + [f"objective={plan.metrics}:{plan.directions}"])
 
 
-def open_study(plan: SweepPlan, worker: int = 0) -> optuna.Study:
-    """Create the study or load it; refuse one made with another space or direction."""
-    cfg = plan.cfg
+def connect(plan: SweepPlan) -> optuna.storages.BaseStorage:
+    """The study's storage (``sweep.storage``); ``SweepError`` naming it (password masked) when it cannot be used."""
+    url = str(plan.cfg.sweep.storage)
     try:
-        storage = open_storage(cfg.sweep.storage)
+        return open_storage(url)
+    except StorageError as err:
+        raise SweepError(scrub(str(err), url)) from None
+    except Exception as err:  # unreachable server, bad URL, missing driver, unreadable file
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise SweepError(f"cannot open sweep.storage={describe(url)}: {scrub(reason, url)}") from None
+
+
+def open_study(plan: SweepPlan, worker: int = 0, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    """Create the study or load it; refuse one made with another space or direction.
+
+    ``storage``: an open storage (experiments.storage.open_storage); None: open ``sweep.storage``."""
+    cfg = plan.cfg
+    url = str(cfg.sweep.storage)
+    storage = connect(plan) if storage is None else storage
+    try:
         study = optuna.create_study(study_name=cfg.study_name, storage=storage, load_if_exists=True,
                                     directions=plan.directions, sampler=make_sampler(cfg, plan, worker),
                                     pruner=make_pruner(cfg))
     except ValueError as err:
         if "direction" in str(err).lower():
-            raise SweepError(f"study {cfg.study_name!r} in {describe(cfg.sweep.storage)} was made with other "
+            raise SweepError(f"study {cfg.study_name!r} in {describe(url)} was made with other "
                              f"directions than {plan.directions}; start a new study with study_name=NEW_NAME") from None
-        raise
-    except Exception as err:  # unreachable server, bad URL, unreadable file
+        raise SweepError(f"cannot open study {cfg.study_name!r} in {describe(url)}: "
+                         f"{scrub(str(err).splitlines()[0], url)}") from None
+    except Exception as err:  # the server went away between connecting and creating
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise SweepError(f"cannot open sweep.storage={describe(cfg.sweep.storage)}: {reason}") from None
+        raise SweepError(f"cannot open sweep.storage={describe(url)}: {scrub(reason, url)}") from None
     signature = space_signature(plan)
     stored = study.user_attrs.get("search_space")
     if stored is None:
         study.set_user_attr("search_space", signature)
     elif stored != signature:
-        raise SweepError(f"study {cfg.study_name!r} in {describe(cfg.sweep.storage)} was made with another search "
+        raise SweepError(f"study {cfg.study_name!r} in {describe(url)} was made with another search "
                          f"space or objective; start a new study with study_name=NEW_NAME (or restore the space)")
     return study
 
 
+def take_stream(study: optuna.Study, plan: SweepPlan) -> int:
+    """A number no other worker of the study holds: 0, 1, 2, ... in the order workers start, on any
+    machine (the study's user attr ``sampler_streams`` counts them). It offsets the worker's sampler
+    seed: workers in other ``run.py`` processes would otherwise sample the same points."""
+    with claim_lock(str(plan.cfg.sweep.storage), study.study_name):
+        stream = int(study.user_attrs.get("sampler_streams", 0))
+        study.set_user_attr("sampler_streams", stream + 1)
+    return stream
+
+
 @contextmanager
-def claim_lock(storage_url: str):
-    """A lock shared by every process of this machine that claims trials in this storage."""
-    path = os.path.abspath(os.path.expanduser(storage_url)) if not is_rdb(storage_url) else None
-    if path is None and storage_url.startswith("sqlite:///"):
-        path = os.path.abspath(storage_url[len("sqlite:///"):])
-    if path is None:  # a server: its own transactions; the rare surplus trial is failed, see claim_trial
+def claim_lock(storage_url: str, name: str = ""):
+    """A lock shared by every process that claims trials in this storage: one machine for a journal
+    file or SQLite, every machine for PostgreSQL (``name``: the study; see experiments.storage.exclusive)."""
+    with exclusive(storage_url, f"claim:{name}"):
         yield
-        return
-    with open(path + ".claim-lock", "a") as handle:  # not ".lock": Optuna's journal uses that name
-        fcntl.flock(handle, fcntl.LOCK_EX)
+
+
+def fail_dead_trials(study: optuna.Study, storage: optuna.storages.BaseStorage | None = None) -> int:
+    """Fail RUNNING trials whose process on this host is gone (a kill -9); returns how many.
+
+    ``storage``: the study's storage; when it retries dead workers' trials (RDB with heartbeats),
+    each failed trial is queued again, as if its heartbeat had stopped."""
+    host, failed = socket.gethostname(), 0
+    retry = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+    for t in study.get_trials(deepcopy=False, states=(S.RUNNING,)):
+        pid = t.user_attrs.get("pid")
+        if t.user_attrs.get("host") == host and pid is not None and not _alive(int(pid)):
+            study.tell(t.number, state=S.FAIL, skip_if_finished=True)
+            failed += 1
+            if retry is not None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    retry(study, next(x for x in study.get_trials(deepcopy=True) if x.number == t.number))
+    return failed
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail the trials whose heartbeat stopped and queue their retries (RDB storages; nothing elsewhere)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def heartbeat_interval(storage) -> int | None:
+    """Seconds between heartbeats of ``storage``, None when it records none (journal file)."""
+    get = getattr(storage, "get_heartbeat_interval", None)
+    return get() if get is not None else None
+
+
+class Heartbeats:
+    """The heartbeats of one worker's trials in ``storage`` (nothing on a storage without heartbeats).
+    ``with heartbeats.beating(number):`` records trial ``number``'s heartbeat now, then every
+    ``heartbeat_interval`` seconds in a daemon thread until the block ends."""
+
+    def __init__(self, storage, study_name: str):
+        self.storage, self.interval = storage, heartbeat_interval(storage)
+        self.study_id = storage.get_study_id_from_name(study_name) if self.interval is not None else None
+
+    @contextmanager
+    def beating(self, number: int):
+        if self.interval is None:
+            yield
+            return
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+        self.storage.record_heartbeat(trial_id)
+        stop = threading.Event()
+        thread = threading.Thread(target=self._beat, args=(trial_id, stop), name=f"heartbeat-{number}", daemon=True)
+        thread.start()
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            stop.set()
+            thread.join()
+
+    def _beat(self, trial_id: int, stop: threading.Event) -> None:
+        while not stop.wait(self.interval):
+            with suppress(Exception):  # the database hiccupped: the next beat tries again
+                self.storage.record_heartbeat(trial_id)
 
 
-def fail_dead_trials(study: optuna.Study) -> int:
-    """Fail RUNNING trials whose process on this host is gone (a kill -9); returns how many."""
-    host, failed = socket.gethostname(), 0
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        pid = t.user_attrs.get("pid")
-        if t.user_attrs.get("host") == host and pid is not None and not _alive(int(pid)):
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-            failed += 1
-    return failed
+def retried_numbers(trials) -> set[int]:
+    """Numbers of the trials that were retried (each retry names them in ``retry_history``)."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+
+
+def counted(trials) -> int:
+    """Trials that count toward ``sweep.n_trials``: all but those a retry took the place of."""
+    return len(trials) - len(retried_numbers(trials))
 
 
 def _alive(pid: int) -> bool:
@@ -229,21 +323,35 @@ def _alive(pid: int) -> bool:
 
 
 def claim_trial(study: optuna.Study, plan: SweepPlan):
-    """A new trial if the study holds fewer than ``sweep.n_trials``; None when it is full."""
+    """A new trial if the study counts fewer than ``sweep.n_trials``, or a queued retry; None when it is full.
+    (First, the trials whose heartbeat stopped are failed and queued again.)"""
     limit = min(plan.cfg.sweep.n_trials, grid_size(plan) or plan.cfg.sweep.n_trials)
-    with claim_lock(str(plan.cfg.sweep.storage)):
-        if len(study.get_trials(deepcopy=False)) >= limit:
+    with claim_lock(str(plan.cfg.sweep.storage), study.study_name):
+        fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        waiting = any(t.state == S.WAITING for t in trials)  # a retry: counted already, ask() pops it
+        if not waiting and counted(trials) >= limit:
             return None
-        trial = study.ask()
-    trial.set_user_attr("host", socket.gethostname())
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with")
+            trial = study.ask()
+    trial.set_user_attr("host", socket.gethostname())  # a retry copied these from the dead trial
     trial.set_user_attr("pid", os.getpid())
     return trial
+
+
+def others_running(study: optuna.Study, storage) -> bool:
+    """True when the storage records heartbeats and trials of other workers still run (one may die:
+    its retry needs a worker)."""
+    if heartbeat_interval(storage) is None:
+        return False
+    return any(t.state in (S.RUNNING, S.WAITING) for t in study.get_trials(deepcopy=False))
 
 
 def count_failures(study: optuna.Study) -> int:
     """Failed trials that count against ``sweep.max_failures``: crashes and divergence
     (a trial whose process was killed or interrupted has no reason or an excused one)."""
-    return sum(1 for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+    return sum(1 for t in study.get_trials(deepcopy=False, states=(S.FAIL,))
                if t.user_attrs.get("fail_reason") not in (None, INTERRUPTED))
 
 
@@ -283,30 +391,36 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker
     if pruned_at:
         reason = f"pruned at epoch {pruned_at[0]} by the {plan.cfg.sweep.pruner.name} pruner"
         trial.set_user_attr("prune_reason", reason)
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        study.tell(trial, state=S.PRUNED, skip_if_finished=True)
         tracker.end_trial("pruned", final, result, trial.user_attrs["prune_reason"])
         return "pruned"
     objective = [float(final[m]) for m in plan.metrics]
-    study.tell(trial, objective)
+    study.tell(trial, objective, skip_if_finished=True)  # finished already: another worker took it for dead
     tracker.end_trial("complete", final, result)
     return "complete"
 
 
 def _fail(study, trial, tracker, reason: str, details: str | None = None) -> str:
-    trial.set_user_attr("fail_reason", reason[:1000])
-    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    with suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker took it for dead
+        trial.set_user_attr("fail_reason", reason[:1000])
+    study.tell(trial, state=S.FAIL, skip_if_finished=True)
     tracker.end_trial("failed", {}, None, reason if details is None else f"{reason}\n{details}")
     return "failed"
 
 
 def work(plan: SweepPlan, worker: int = 0, on_done=None, tracker=None) -> None:
-    """Claim and run trials until the study holds ``n_trials`` or failures pass the bound.
+    """Claim and run trials until the study counts ``n_trials`` or failures pass the bound.
 
     ``tracker``: a started tracker (experiments.tracking) to record into; None: one of its own.
+    On a storage with heartbeats, a worker with nothing to claim waits (looking every ``WAIT_POLL``
+    seconds) while other trials run or wait, and runs the retry of any whose worker dies.
     """
     cfg = plan.cfg
     with threadpool_limits(cfg.train.threads):
-        study = open_study(plan, worker)
+        storage = connect(plan)
+        study = open_study(plan, worker, storage)
+        study.sampler = make_sampler(cfg, plan, take_stream(study, plan))
+        heartbeats = Heartbeats(storage, study.study_name)
         own = tracker is None
         if own:
             tracker = make_tracker(cfg)
@@ -318,8 +432,13 @@ def work(plan: SweepPlan, worker: int = 0, on_done=None, tracker=None) -> None:
                     break
                 trial = claim_trial(study, plan)
                 if trial is None:
-                    break
-                state = run_trial(study, trial, plan, tracker)
+                    if not others_running(study, storage):
+                        break
+                    fail_dead_trials(study, storage)
+                    time.sleep(WAIT_POLL)
+                    continue
+                with heartbeats.beating(trial.number):
+                    state = run_trial(study, trial, plan, tracker)
                 if on_done is not None:
                     on_done(study, state)
         finally:
@@ -359,8 +478,11 @@ def run_workers(plan: SweepPlan, on_progress, tracker=None) -> None:
 
 
 def study_counts(study: optuna.Study) -> dict[str, int]:
-    """Trials by state: complete, pruned, failed, running."""
-    states = [t.state for t in study.get_trials(deepcopy=False)]
-    S = optuna.trial.TrialState
+    """Trials by state: complete, pruned, failed, running, waiting (queued retries) and retried
+    (failed trials whose retry took their place: not in ``failed``)."""
+    trials = study.get_trials(deepcopy=False)
+    retried = retried_numbers(trials)
+    states = [t.state for t in trials if t.number not in retried]
     return {"complete": states.count(S.COMPLETE), "pruned": states.count(S.PRUNED),
-            "failed": states.count(S.FAIL), "running": states.count(S.RUNNING)}
+            "failed": states.count(S.FAIL), "running": states.count(S.RUNNING),
+            "waiting": states.count(S.WAITING), "retried": len(retried)}

@@ -48,7 +48,7 @@ from omegaconf import OmegaConf
 
 from .config import flatten
 from .data import load_dataset
-from .storage import mask_password, open_storage
+from .storage import file_lock, mask_password, open_storage
 from .trainer import output_and_cost
 
 PARENT_ATTR = "mlflow_parent_run_id"  # the study user attr that names its parent run
@@ -537,8 +537,9 @@ class _Recorder:
             start, cpu = time.perf_counter(), time.process_time()
             from mlflow.tracking import MlflowClient
             _quiet_mlflow()  # importing MLflow set its logger's level
-            client = MlflowClient(self.settings.uri)
-            self._experiment_id = self._experiment(client)
+            with _store_lock(self.settings.uri):  # several run.py on one SQLite file: one makes its tables
+                client = MlflowClient(self.settings.uri)
+                self._experiment_id = self._experiment(client)
             self._client = client
             self.busy["connect"] = time.perf_counter() - start
             self.cpu["connect"] = time.process_time() - cpu
@@ -644,13 +645,20 @@ class _Recorder:
         self.call("study", "log_batch", run_id, params=params, tags=tags)
 
     def _close_stale_children(self, study) -> None:
-        """Child runs left RUNNING by a killed process whose trial Optuna no longer runs: KILLED."""
-        running = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))}
+        """Child runs left RUNNING by a process that died: KILLED, with a ``killed_reason`` tag.
+
+        A run is stale when Optuna failed its trial on behalf of its dead process: FAIL without a
+        ``fail_reason`` (a kill -9 found by the next run, or a heartbeat that stopped). Any other run
+        is left alone: its trial still runs, or its worker's tracking process closes it (a trial that
+        ended sent its record before its process could go)."""
+        trials = {t.number: t for t in study.get_trials(deepcopy=False)}
         found = self.call("study", "search_runs", [self._experiment_id],
                           f"tags.`mlflow.parentRunId` = '{self.parent}' and attributes.status = 'RUNNING'")
         for run in found:
-            number = run.data.tags.get("optuna.trial_number")
-            if number is not None and number.isdigit() and int(number) not in running:
+            number = run.data.tags.get("optuna.trial_number", "")
+            trial = trials.get(int(number)) if number.isdigit() else None
+            if trial is not None and trial.state == optuna.trial.TrialState.FAIL and \
+                    "fail_reason" not in trial.user_attrs:
                 why = "the process that ran it was killed before the trial ended"
                 self.call("study", "set_tag", run.info.run_id, "killed_reason", why)
                 self.call("study", "set_terminated", run.info.run_id, "KILLED")
@@ -678,6 +686,8 @@ class _Recorder:
             self.call("study", "log_artifacts", self.parent, folder)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(_Lost):  # a worker that died during the study (its trial was retried)
+            self._close_stale_children(study)
         self.call("study", "set_terminated", self.parent, "KILLED" if interrupted else "FINISHED")
         self.parent_open = False
 
@@ -830,6 +840,43 @@ class _Recorder:
         if self.parent_open:
             with contextlib.suppress(_Lost):
                 self.call("study", "set_terminated", self.parent, "FINISHED" if closed else "KILLED")
+
+
+def _store_lock(uri: str):
+    """An flock beside a SQLite store (MLflow creates its tables on first use: two processes at once
+    collide); nothing for other stores."""
+    if uri.startswith("sqlite:///"):
+        return file_lock(uri[len("sqlite:///"):].split("?", 1)[0] + ".init-lock")
+    return contextlib.nullcontext()
+
+
+def fetch_run(uri: str, run_id: str, metrics: tuple[str, ...]) -> tuple[dict, dict[str, list[tuple[int, float]]]]:
+    """What run ``run_id`` in ``uri`` logged: its resolved config (the ``config.yaml`` artifact) and the
+    per-epoch history of ``metrics``, {name: [(epoch, value)]} in epoch order. ``TrackingError`` (one
+    line naming the run) when the store, the run or its config cannot be had."""
+    uri = absolute_uri(uri)
+    check_reachable(uri)
+    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):].split("?", 1)[0]):
+        raise TrackingError(f"replay={run_id}: no such run in tracking.uri={mask_password(uri)} (no such file)")
+    _quiet_mlflow()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    try:
+        client.get_run(run_id)
+    except Exception as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise TrackingError(f"replay={run_id}: no such run in tracking.uri={mask_password(uri)} ({reason})") from None
+    try:
+        with tempfile.TemporaryDirectory(prefix="nnsweep-replay-") as folder:
+            stored = yaml.safe_load(Path(client.download_artifacts(run_id, "config.yaml", folder)).read_text())
+        curves = {name: sorted((m.step, m.value) for m in client.get_metric_history(run_id, name)) for name in metrics}
+    except Exception as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise TrackingError(f"replay={run_id}: cannot read its config.yaml and curves: {reason}") from None
+    if not isinstance(stored, dict):
+        raise TrackingError(f"replay={run_id}: its config.yaml holds no config")
+    return stored, curves
 
 
 def _short(value) -> str:

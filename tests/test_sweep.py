@@ -7,6 +7,7 @@ experiments.sweep in process under Hydra's ``initialize_config_dir``.
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -154,29 +155,34 @@ def test_resume_runs_only_the_missing_trials(tmp_path):
 
 
 def test_a_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
-    # slow enough trials (10,000 samples, batch 1: about a second each) to kill one mid-run
-    command = [*QUICK, "sweep.n_trials=3", "data.n_samples=10000", "train.batch_size=1"]
+    # slow enough trials (20,000 samples, batch 1: about two seconds each) to kill one mid-run. Tracking on:
+    # kill -9 of the process group takes run.py's tracking process along, so the resume must close the run
+    command = ["experiment=quick", "tracking.log_plots=false", "sweep.n_trials=3", "data.n_samples=20000",
+               "train.batch_size=1"]
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *command], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         running = []
         while time.monotonic() < deadline and proc.poll() is None:
-            if (tmp_path / "optuna.journal").exists():
+            if (tmp_path / "optuna.journal").exists() and "trial-0001" in running_runs(tmp_path / "mlflow.db"):
                 trials = load(tmp_path).get_trials(deepcopy=False)
                 running = [t for t in trials if t.state == S.RUNNING and t.number == 1]
                 if running:
                     break
             time.sleep(0.05)
         assert running, "trial #1 never seen running"
-        time.sleep(0.2)
-        os.kill(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # run.py and its tracking process
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
     killed = load(tmp_path).trials
     assert [t.state for t in killed] == [S.COMPLETE, S.RUNNING]
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    before = trial_runs(client)
+    assert before[1].info.status == "RUNNING"  # nobody left to close it
 
     rerun = run_py(tmp_path, *command)
     assert rerun.returncode == 0, explain(rerun)
@@ -187,6 +193,39 @@ def test_a_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
     assert snapshot(trials[:1]) == snapshot(killed[:1])
     assert trials[1].state == S.FAIL and "fail_reason" not in trials[1].user_attrs  # the dead process's trial
     assert count_failures(study) == 0  # a kill is not the config's failure: max_failures does not count it
+    after = trial_runs(client)
+    assert sorted(after) == [0, 1, 2]
+    assert after[1].info.run_id == before[1].info.run_id and after[1].info.status == "KILLED"
+    assert "killed" in after[1].data.tags["killed_reason"]
+    for run in (before[0], after[0]):  # the trial finished before the kill: its run untouched
+        assert run.info.status == "FINISHED"
+    assert (after[0].info.run_id, after[0].info.end_time, after[0].data.metrics, after[0].data.params) == \
+        (before[0].info.run_id, before[0].info.end_time, before[0].data.metrics, before[0].data.params)
+    assert after[2].info.status in ("FINISHED", "KILLED") and "killed_reason" not in after[2].data.tags
+
+
+def running_runs(db: Path) -> list[str]:
+    """Names of the runs RUNNING in the SQLite MLflow store ``db``."""
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            return [row[0] for row in con.execute("select name from runs where status = 'RUNNING'")]
+    except sqlite3.Error:  # tables not made yet
+        return []
+
+
+def trial_runs(client, experiment: str = "moons-quick") -> dict:
+    """{trial number: its run}, asserting one run per trial under one parent run."""
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    children = [r for r in runs if r not in parents]
+    numbers = [int(r.data.tags["optuna.trial_number"]) for r in children]
+    assert len(set(numbers)) == len(numbers) and all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+                                                     for r in children)
+    return dict(zip(numbers, children))
 
 
 def test_a_diverging_trial_is_recorded_and_the_sweep_finishes(tmp_path):
