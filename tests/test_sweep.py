@@ -24,7 +24,18 @@ from optuna.storages.journal import JournalFileBackend
 
 from experiments.config import register_configs, validate
 from experiments.search_space import SearchSpaceError, as_overrides, suggest
-from experiments.sweep import compose_trial, count_failures, make_plan, run_workers, work
+from experiments.storage import Retry
+from experiments.sweep import (
+    claim_trial,
+    compose_trial,
+    count_failures,
+    counted,
+    make_plan,
+    open_study,
+    run_workers,
+    study_counts,
+    work,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
@@ -276,6 +287,26 @@ def test_a_study_refuses_another_space_or_direction(tmp_path):
     assert len(load(tmp_path).trials) == 2  # nothing ran
     assert renamed.returncode == 0, explain(renamed)
     assert load(tmp_path, "other").direction == optuna.study.StudyDirection.MAXIMIZE
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # Optuna's retry callback
+def test_a_queued_retry_is_claimed_with_its_parameters_and_takes_the_place_of_its_trial(hydra_conf):
+    plan = plan_for(*QUICK, "sweep.n_trials=2")
+    study = open_study(plan)
+    first = claim_trial(study, plan)
+    values = suggest(first, plan.space)
+    study.tell(first, state=S.FAIL)  # its worker died; on a database the heartbeat check then does:
+    Retry(max_retry=1)(study, study.trials[0])
+    assert [t.state for t in study.trials] == [S.FAIL, S.WAITING] and "pid" not in study.trials[1].user_attrs
+    retry = claim_trial(study, plan)  # the study counts 1 of 2 trials: the queued retry comes first
+    assert retry.number == 1 and suggest(retry, plan.space) == values
+    assert retry.user_attrs["pid"] == os.getpid()
+    study.tell(retry, 0.5)
+    last = claim_trial(study, plan)
+    study.tell(last, 0.4)
+    assert claim_trial(study, plan) is None
+    assert counted(study.trials) == 2 and len(study.trials) == 3
+    assert study_counts(study) == {"complete": 2, "pruned": 0, "failed": 0, "running": 0, "waiting": 0, "retried": 1}
 
 
 # ---------------------------------------------------------------------------- grid sampler
