@@ -9,13 +9,11 @@ on 127.0.0.1, started in the background when this module starts and stopped at i
 import http.server
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import optuna
@@ -36,6 +34,7 @@ from experiments.tracking import (
 )
 from experiments.trainer import TrainResult, output_and_cost
 from nncore import Network
+from tests.services import MlflowServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["experiment=quick"]  # study "moons-quick": 4 searched keys, 3-5 epochs of a tiny net
@@ -58,12 +57,6 @@ def explain(proc: subprocess.CompletedProcess) -> str:
 
 def load_study(cwd: Path, name: str = "moons-quick") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(cwd / "optuna.journal"))))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def study_runs(client, experiment: str = "moons-quick"):
@@ -138,47 +131,11 @@ def check_weights_reproduce(client, run, dst: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- a real mlflow server
-class Server:
-    """``mlflow server`` on 127.0.0.1, started now, waited for on first use."""
-
-    def __init__(self, folder: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(folder / "server.log", "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-             "--artifacts-destination", str(folder / "artifacts")],
-            cwd=folder, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-
-    def wait(self, timeout: float = 90) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, Path(self.log.name).read_text()[-2000:]
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self.url
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError("mlflow server did not answer /health in time:\n" + Path(self.log.name).read_text())
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the server and its uvicorn worker, started by us
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.log.close()
-
-
 @pytest.fixture(scope="module", autouse=True)
 def mlflow_server(tmp_path_factory):
     """Started when the module starts (it takes seconds to come up), so it is ready by its test."""
-    server = Server(tmp_path_factory.mktemp("mlflow-server"))
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    server = MlflowServer(f"sqlite:///{folder / 'server.db'}", folder)
     yield server
     server.stop()
 
