@@ -73,7 +73,14 @@ def composition_error(err: Exception) -> str:
     return mask_password(text or type(err).__name__)
 
 
+def accept_plus_experiment(argv: list[str]) -> list[str]:
+    """``+experiment=NAME`` as ``experiment=NAME``: the defaults list has an ``experiment`` slot, so
+    Hydra 1.3 would refuse the ``+`` form that Hydra's docs use for presets."""
+    return [arg[1:] if arg.startswith("+experiment=") else arg for arg in argv]
+
+
 if __name__ == "__main__":
+    sys.argv = accept_plus_experiment(sys.argv)
     if USER_FULL_ERROR is None:
         os.environ["HYDRA_FULL_ERROR"] = "1"  # composition errors reach the handler below, not Hydra's printer
     try:

@@ -572,9 +572,11 @@ def load_trial(study: str | StudyRecord | None, trial: int, tracking_uri: str = 
 
 def load_run(run_id: str, tracking_uri: str = DEFAULT_TRACKING_URI, trial: int = -1,
              data_seed: int | None = None) -> TrialArtifacts:
-    """A run's :class:`TrialArtifacts`; ``data_seed``: the seed of its data split (default its
-    ``train.seed``, the seed a trial splits its data with)."""
+    """A run's :class:`TrialArtifacts`; ``data_seed``: the seed of its data split (default the seed
+    the run split its data with: ``data.seed``, or ``train.seed`` when that is null)."""
+    from experiments.config import split_seed
+
     cfg = load_config(run_id, tracking_uri)
     initial, final = load_weights(run_id, tracking_uri)
-    seed = int(cfg.train.seed) if data_seed is None else int(data_seed)
+    seed = split_seed(cfg) if data_seed is None else int(data_seed)
     return TrialArtifacts(int(trial), run_id, cfg, initial, final, seed)

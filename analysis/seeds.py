@@ -149,6 +149,7 @@ def retrain_seeds(study: str | StudyRecord | None = None, top_k: int = 3, n_seed
             else:
                 cfg = copy.deepcopy(art.cfg)
                 cfg.train.seed = seed
+                cfg.data.seed = art.data_seed  # the config names its split: it can be replayed alone
                 try:
                     result = _train(cfg, art.data)
                 except nncore.DivergenceError as err:

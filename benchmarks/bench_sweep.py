@@ -137,7 +137,7 @@ def replay_bare(run: dict) -> tuple[float, float, bool]:
     from threadpoolctl import threadpool_limits
 
     import nncore
-    from experiments.config import register_configs
+    from experiments.config import register_configs, split_seed
     from experiments.data import load_dataset
     from experiments.sweep import compose_trial, make_plan
     from experiments.trainer import train_config
@@ -154,7 +154,7 @@ def replay_bare(run: dict) -> tuple[float, float, bool]:
                 if trial.state not in (S.COMPLETE, S.PRUNED, S.FAIL):
                     continue
                 trial_cfg = compose_trial(plan, trial.params)
-                data = load_dataset(trial_cfg.data, trial_cfg.train.seed)
+                data = load_dataset(trial_cfg.data, split_seed(trial_cfg))
                 ran = len(trial.intermediate_values) if trial.state == S.PRUNED else None
 
                 def on_epoch(metrics, ran=ran):
@@ -201,10 +201,11 @@ def peer_main(n_trials: int, workdir: Path) -> None:
     from sklearn.neural_network import MLPClassifier
     from threadpoolctl import threadpool_limits
 
+    from experiments.config import split_seed
     from experiments.data import load_dataset
 
     cfg = compose_config(["data=digits"])
-    data = load_dataset(cfg.data, cfg.train.seed)
+    data = load_dataset(cfg.data, split_seed(cfg))
     space, (IntDistribution, FloatDistribution, _) = peer_space()
 
     def suggest(trial, name):

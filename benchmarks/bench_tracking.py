@@ -53,7 +53,7 @@ def per_trial(n_trials: int) -> dict:
     import optuna
     from hydra import compose, initialize_config_dir
 
-    from experiments.config import register_configs
+    from experiments.config import register_configs, split_seed
     from experiments.data import load_dataset
     from experiments.tracking import MlflowTracker
     from experiments.trainer import train_config
@@ -65,7 +65,7 @@ def per_trial(n_trials: int) -> dict:
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             cfg = compose(config_name="config", overrides=[f"train.epochs={EPOCHS}", "study_name=bench-tracking",
                                                            "model.hidden=[64]"])
-        data = load_dataset(cfg.data, cfg.train.seed)
+        data = load_dataset(cfg.data, split_seed(cfg))
         result = train_config(cfg, data)  # one real training; every synthetic trial replays it
         study = optuna.create_study(study_name=cfg.study_name, storage=_journal(cfg.sweep.storage))
         tracker = MlflowTracker(cfg)

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 import nncore
 
-from .config import OPTIMIZER_SCHEMAS, Config, ConfigError, resolve_task, validate
+from .config import OPTIMIZER_SCHEMAS, Config, ConfigError, resolve_task, split_seed, validate
 from .data import DataError, load_dataset
 from .search_space import SearchSpaceError
 from .storage import describe, mask_password
@@ -19,6 +19,7 @@ from .sweep import (
     connect,
     count_failures,
     fail_dead_trials,
+    grid_size,
     make_plan,
     open_study,
     run_workers,
@@ -52,7 +53,7 @@ def train_once(cfg: DictConfig, reference: dict | None = None) -> int:
 
     ``reference``: {metric: [(epoch, value)]} of a logged run this one replays; the curves are
     compared epoch by epoch and any difference is an error."""
-    data = load_dataset(cfg.data, cfg.train.seed)
+    data = load_dataset(cfg.data, split_seed(cfg))
     tracker = make_tracker(cfg)
     tracker.check()  # an unreachable tracking store stops here, before training
     tracker.start_trial(None, cfg, {})
@@ -145,14 +146,14 @@ def sweep(cfg: DictConfig, overrides: list[str]) -> int:
     plan = make_plan(cfg, overrides)
     if "val_accuracy" in plan.metrics and resolve_task(cfg.data) == "regression":
         raise ConfigError("sweep.objective.metrics: val_accuracy needs a classification data set")
-    load_dataset(cfg.data, cfg.train.seed)  # once, before the workers fork; bad data make no study
+    load_dataset(cfg.data, split_seed(cfg))  # once, before the workers fork; bad data make no study
     tracker = make_tracker(cfg)
     tracker.check()  # an unreachable tracking store stops here, before the study is made
     storage = connect(plan)
     study = open_study(plan, storage=storage)
     fail_dead_trials(study, storage)
     tracker.start_study(study, cfg)
-    total = cfg.sweep.n_trials
+    total = min(cfg.sweep.n_trials, grid_size(plan) or cfg.sweep.n_trials)  # a grid ends with its last point
     counts = study_counts(study)
     done = counts["complete"] + counts["pruned"] + counts["failed"]
     bar = tqdm(total=total, initial=min(done, total), desc=f"study {cfg.study_name}", unit="trial")
@@ -187,7 +188,24 @@ def sweep(cfg: DictConfig, overrides: list[str]) -> int:
         print(f"\ninterrupted while the study's MLflow records were written: its trials are recorded in "
               f"{describe(cfg.sweep.storage)}. Run the same command again to finish the records.", file=sys.stderr)
         return 130
-    return summarise(cfg, study)
+    code = summarise(cfg, study)
+    if cfg.findings.experiment is not None:
+        code = write_findings(cfg) or code
+    return code
+
+
+def write_findings(cfg: DictConfig) -> int:
+    """The folklore experiment's findings (``analysis.folklore``) from the finished study; exit code."""
+    from analysis.folklore import FindingsError, run_findings  # analysis reads the stores the sweep wrote
+
+    print(f"\nfindings of experiment {cfg.findings.experiment}:")
+    try:
+        folder = run_findings(cfg)
+    except FindingsError as err:
+        print(f"error: findings: {mask_password(str(err).splitlines()[0])}", file=sys.stderr)
+        return 1
+    print(f"findings: {folder}/findings.md (and .csv, figures); logged to the study's parent run under findings/")
+    return 0
 
 
 def finish_tracking(tracker, study: optuna.Study | None = None, interrupted: bool = False) -> None:

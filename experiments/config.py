@@ -37,6 +37,8 @@ OPTIMIZERS = ("sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamax", "nadam"
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
 PRUNERS = ("median", "hyperband", "none")
 METRICS = ("val_cost", "val_accuracy", "train_cost", "n_params")
+FOLKLORE = ("activations", "batch_size", "minibatch_vs_fullbatch", "optimizers", "dropout", "local_minima",
+            "hidden_layers")  # the experiments of conf/experiment/ whose findings analysis/folklore writes
 DIRECTIONS = ("minimize", "maximize")
 
 
@@ -50,9 +52,11 @@ class DataConfig:
     """Which data set, how it is split and scaled; generator and csv fields."""
 
     name: str = "digits"
+    seed: int | None = None  # the split's (and a generator's) seed; None: train.seed
     val_fraction: float = 0.2
     test_fraction: float = 0.2
     scale: bool = True
+    clip: float | None = None  # with scale: clip standardised features to [-clip, clip]; None: no clipping
     # sklearn generators (moons, circles: n_samples, noise; classification: the rest)
     n_samples: int = 1000
     noise: float = 0.2
@@ -166,7 +170,8 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 32
     cost: str = "auto"
-    seed: int = 0
+    seed: int = 0  # initial weights, mini-batch order, dropout masks (and the data split: data.seed)
+    order_seed: int | None = None  # mini-batch order and dropout only; None: continue train.seed's stream
     dtype: str = "float32"
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     threads: int = 1  # BLAS + optimizer threads per worker
@@ -218,6 +223,19 @@ class TrackingConfig:
 
 
 @dataclass
+class FindingsConfig:
+    """What a folklore experiment (``conf/experiment/``) computes from its study once the sweep
+    is over (``analysis/folklore``): a findings table (CSV, Markdown) and figures."""
+
+    experiment: str | None = None  # one of FOLKLORE; None: no findings
+    out: str = "findings"  # folder, relative to the launch directory: <out>/<experiment>/
+    seeds: int = 3  # runs per setting (the sweep's train.seed range)
+    orders: int = 0  # local_minima: data orders per initial weights (train.order_seed range)
+    threshold: float = 0.2  # τ: epochs (and seconds) to val_cost ≤ τ
+    samples: int = 256  # batch_size: mini-batch gradients drawn per batch size
+
+
+@dataclass
 class Config:
     mode: str = "sweep"
     study_name: str = "digits-default"
@@ -227,6 +245,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    findings: FindingsConfig = field(default_factory=FindingsConfig)
     replay: str | None = None  # an MLflow run id: retrain that run's logged config (experiments.cli.replay)
 
 
@@ -249,6 +268,12 @@ def register_configs() -> None:
 
 
 # ---------------------------------------------------------------------------- derived
+def split_seed(cfg: Any) -> int:
+    """The seed of the data split (and of a generator): ``data.seed``, or ``train.seed`` when None."""
+    cfg = _as_config(cfg)
+    return int(cfg.train.seed if cfg.data.get("seed") is None else cfg.data.seed)
+
+
 def _as_config(cfg: Any) -> DictConfig:
     """A DictConfig as is; a dict or dataclass as a DictConfig."""
     return cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
@@ -346,6 +371,10 @@ def _validate_data(data: Any) -> None:
         value = data[key]
         if not 0.0 < value < 1.0:
             _fail(f"data.{key} must be in (0, 1), got {value!r}")
+    if data.get("seed") is not None:
+        _check_min("data.seed", data.seed, 0)
+    if data.get("clip") is not None:
+        _check_min("data.clip", data.clip, 0.0, strict=True)
     total = data.val_fraction + data.test_fraction
     if total >= 1.0:
         _fail(
@@ -418,6 +447,8 @@ def _validate_train(train: Any, task: str) -> None:
     _check_choice("train.cost", train.cost, COSTS)
     _check_choice("train.dtype", train.dtype, DTYPES)
     _check_min("train.threads", train.threads, 1)
+    if train.order_seed is not None:
+        _check_min("train.order_seed", train.order_seed, 0)
     _check_min("train.early_stopping.patience", train.early_stopping.patience, 0)
     _check_min("train.early_stopping.min_delta", train.early_stopping.min_delta, 0.0)
     if task == "regression" and train.cost == "cross_entropy":
@@ -467,6 +498,17 @@ def _validate_tracking(tracking: Any) -> None:
     _check_min("tracking.flush_seconds", tracking.flush_seconds, 0.0)
 
 
+def _validate_findings(findings: Any) -> None:
+    if findings.experiment is not None:
+        _check_choice("findings.experiment", findings.experiment, FOLKLORE)
+    if not findings.out:
+        _fail(f"findings.out must not be empty, got {findings.out!r}")
+    _check_min("findings.seeds", findings.seeds, 1)
+    _check_min("findings.orders", findings.orders, 0)
+    _check_min("findings.threshold", findings.threshold, 0.0, strict=True)
+    _check_min("findings.samples", findings.samples, 1)
+
+
 def validate(cfg: Any) -> None:
     """Check the values of a composed config; raise ``ConfigError`` at the first bad one.
 
@@ -486,3 +528,8 @@ def validate(cfg: Any) -> None:
     _validate_train(cfg.train, task)
     _validate_sweep(cfg.sweep)
     _validate_tracking(cfg.tracking)
+    if "findings" in cfg:
+        _validate_findings(cfg.findings)
+        if cfg.findings.experiment is not None and not cfg.tracking.enabled:
+            _fail(f"findings.experiment={cfg.findings.experiment} reads its study's curves and weights from MLflow: "
+                  "it needs tracking (drop tracking=none), got tracking.enabled=false")

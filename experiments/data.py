@@ -2,7 +2,8 @@
 
 ``load_dataset(data_cfg, seed)`` reads a bundled scikit-learn data set, draws one from
 a scikit-learn generator, or reads a csv/parquet table; splits it (stratified for
-classification) and standardises features with the training split's mean and std.
+classification) and standardises features with the training split's mean and std (then clips them to
+``±data.clip`` when set).
 Equal (config, seed) pairs return the same cached, read-only ``Dataset``.
 """
 
@@ -78,6 +79,7 @@ class _Spec:
     val_fraction: float
     test_fraction: float
     scale: bool
+    clip: float | None = None
     generator: tuple[int, float, int, int, int] | None = None  # n_samples, noise, ...
     path: str | None = None  # as given, for messages
     abs_path: str | None = None
@@ -111,6 +113,7 @@ def _spec(data_cfg: Any) -> _Spec:
         val_fraction=float(cfg["val_fraction"]),
         test_fraction=float(cfg["test_fraction"]),
         scale=bool(cfg["scale"]),
+        clip=None if cfg.get("clip") is None else float(cfg["clip"]),
     )
     if cfg["name"] in GENERATORS:
         generator = (
@@ -343,6 +346,8 @@ def _load(spec: _Spec, seed: int) -> Dataset:
     y_mean = y_std = None
     if spec.scale:
         X_parts = list(_standardise(*X_parts)[2:])
+        if spec.clip is not None:  # a pixel almost always 0 in training scales to z-scores in the hundreds
+            X_parts = [np.clip(part, -spec.clip, spec.clip) for part in X_parts]
         if not classification:
             y_mean, y_std, *y_parts = _standardise(*y_parts)
     y_dtype = np.int64 if classification else np.float64

@@ -39,7 +39,7 @@ from threadpoolctl import threadpool_limits
 
 import nncore
 
-from .config import ConfigError, validate
+from .config import ConfigError, split_seed, validate
 from .data import load_dataset
 from .search_space import SearchSpaceError, as_overrides, grid_of, parse_search_space, suggest
 from .storage import StorageError, describe, exclusive, open_storage, scrub
@@ -364,7 +364,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker
     try:
         cfg = compose_trial(plan, values)
         tracker.start_trial(trial.number, cfg, values)
-        data = load_dataset(cfg.data, cfg.train.seed)
+        data = load_dataset(cfg.data, split_seed(cfg))
         trial.set_user_attr("seed", int(cfg.train.seed))
 
         def on_epoch(metrics: nncore.EpochMetrics) -> bool:

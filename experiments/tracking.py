@@ -46,7 +46,7 @@ import optuna
 import yaml
 from omegaconf import OmegaConf
 
-from .config import flatten
+from .config import flatten, split_seed
 from .data import load_dataset
 from .storage import file_lock, mask_password, open_storage
 from .trainer import output_and_cost
@@ -267,7 +267,7 @@ class MlflowTracker:
     def _test_metrics(self, result) -> dict[str, float]:
         """test_cost (and test_accuracy) of the trained net on the held-out test split."""
         cfg = self._trial_cfg
-        data = load_dataset(self._trial_data or cfg.data, cfg.train.seed)  # cached: the trial loaded it
+        data = load_dataset(self._trial_data or cfg.data, split_seed(cfg))  # cached: the trial loaded it
         cost = output_and_cost(cfg, data.task)[1]
         return {k: float(v) for k, v in result.evaluate(data.X_test, data.y_test, cost, "test").items()}
 

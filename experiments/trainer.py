@@ -87,6 +87,8 @@ def train_config(cfg: DictConfig, data: Dataset,
     rng = np.random.default_rng(cfg.train.seed)
     net = build_network(cfg, data, rng)
     initial = net.params.copy()
+    if cfg.train.get("order_seed") is not None:  # same initial weights, another data order
+        rng = np.random.default_rng([cfg.train.order_seed, 1])
     early = EarlyStopping(cfg.train.early_stopping.patience, cfg.train.early_stopping.min_delta)
 
     def callback(metrics: nncore.EpochMetrics) -> bool:
@@ -94,9 +96,10 @@ def train_config(cfg: DictConfig, data: Dataset,
         return early(metrics) or stop
 
     _, cost = output_and_cost(cfg, data.task)
-    history = nncore.fit(net, data.X_train, data.y_train, optimizer=build_optimizer(cfg), epochs=cfg.train.epochs,
-                         batch_size=cfg.train.batch_size, rng=rng, cost=cost, X_val=data.X_val, y_val=data.y_val,
-                         callback=callback)
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging run ends in DivergenceError, not warnings
+        history = nncore.fit(net, data.X_train, data.y_train, optimizer=build_optimizer(cfg), epochs=cfg.train.epochs,
+                             batch_size=cfg.train.batch_size, rng=rng, cost=cost, X_val=data.X_val, y_val=data.y_val,
+                             callback=callback)
     final = history.epochs[-1].as_dict() if history.epochs else {}
     final.pop("epoch", None)
     final.pop("time", None)

@@ -186,6 +186,16 @@ class Network:
             outputs[lo:lo + EVAL_CHUNK] = self._forward(self._cast(X[lo:lo + EVAL_CHUNK]))[2]
         return outputs
 
+    def layer_activations(self, X: np.ndarray) -> list[np.ndarray]:
+        """The activations of every layer, dropout off: ``[(N, sizes[1]), ..., (N, sizes[-1])]``
+        (hidden layers, then the output), new arrays."""
+        layers = [np.empty((X.shape[0], w), self.dtype) for w in self.sizes[1:]]
+        for lo in range(0, X.shape[0], EVAL_CHUNK):
+            inputs, _, a_out = self._forward(self._cast(X[lo:lo + EVAL_CHUNK]))
+            for layer, a in zip(layers, [*inputs[1:], a_out]):
+                layer[lo:lo + EVAL_CHUNK] = a
+        return layers
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class labels ``(N,)`` (argmax, or ``a > 0.5`` for one sigmoid output)."""
         out = self.predict_output(X)

@@ -62,11 +62,15 @@ def test_quick_experiment_is_a_tiny_moons_study():
     assert (cfg.train.epochs, cfg.data.name) == (2, "circles")
 
 
-def test_plus_experiment_is_rejected_because_the_defaults_list_has_a_slot():
-    # Hydra 1.3: `experiment: null` in the defaults list makes `experiment=NAME` the
-    # way to select a preset; `+experiment=NAME` fails with "Multiple values".
+def test_plus_experiment_is_taken_as_experiment_by_run_py():
+    # Hydra 1.3 alone refuses `+experiment=NAME` because the defaults list has the slot;
+    # run.py rewrites it to `experiment=NAME` before Hydra parses the command line.
     with pytest.raises(ConfigCompositionException, match="Multiple values for experiment"):
         make("+experiment=quick")
+    from run import accept_plus_experiment
+
+    argv = ["run.py", "+experiment=quick", "+train.foo=1", "experiment=x"]
+    assert accept_plus_experiment(argv) == ["run.py", "experiment=quick", "+train.foo=1", "experiment=x"]
 
 
 def test_defaults():

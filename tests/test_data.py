@@ -298,3 +298,13 @@ def test_csv_needs_path_and_target():
         load_dataset({"name": "csv"}, seed=0)
     with pytest.raises(DataError, match="data.target"):
         load_dataset({"name": "csv", "path": "x.csv"}, seed=0)
+
+
+def test_clip_bounds_the_standardised_features_of_every_split():
+    plain = load_dataset({"name": "digits"}, 0)
+    clipped = load_dataset({"name": "digits", "clip": 5.0}, 0)
+    assert np.abs(plain.X_val).max() > 50  # a pixel almost always 0 in training: a huge z-score elsewhere
+    for split in ("X_train", "X_val", "X_test"):
+        a, b = getattr(plain, split), getattr(clipped, split)
+        assert np.abs(b).max() <= 5.0
+        np.testing.assert_array_equal(b, np.clip(a, -5, 5))

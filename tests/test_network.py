@@ -188,3 +188,14 @@ def test_cross_entropy_needs_probabilities():
 def test_every_combination_is_covered():
     combos = set(itertools.product(HIDDEN_ACTIVATIONS, OUTPUT_COSTS))
     assert len(combos) == 4 * 5
+
+
+def test_layer_activations_are_each_layers_output_without_dropout():
+    net = Network([4, 5, 3, 2], "tanh", "softmax", dropout=0.5, dtype="float64", rng=np.random.default_rng(0))
+    X = np.random.default_rng(1).normal(size=(7, 4))
+    hidden1, hidden2, out = net.layer_activations(X)
+    expected1 = np.tanh(X @ net.weights[0].T + net.biases[0])
+    np.testing.assert_allclose(hidden1, expected1, rtol=1e-12)
+    np.testing.assert_allclose(hidden2, np.tanh(expected1 @ net.weights[1].T + net.biases[1]), rtol=1e-12)
+    np.testing.assert_array_equal(out, net.predict_output(X))
+    assert [a.shape for a in (hidden1, hidden2, out)] == [(7, 5), (7, 3), (7, 2)]

@@ -38,7 +38,7 @@ def load(cwd: Path, name: str) -> optuna.Study:
 GOOD = {
     "sweep": [*QUICK, "sweep.n_trials=4"],
     "help": ["--help"],
-    "cfg job": ["--cfg", "job", "experiment=quick", "optimizer=sgd", "optimizer.lr=0.3"],
+    "cfg job": ["--cfg", "job", "+experiment=quick", "optimizer=sgd", "optimizer.lr=0.3"],
     "train": [*QUICK, "mode=train", "optimizer=sgd", "optimizer.lr=0.1", "model.hidden=[16,8]"],
     "train diverging": [*QUICK, "mode=train", "optimizer=sgd", "optimizer.lr=1e6"],
     "multirun": ["-m", *QUICK, "mode=train", "optimizer=sgd,adam"],

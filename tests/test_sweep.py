@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from hydra import compose, initialize_config_dir
@@ -326,3 +327,25 @@ def test_grid_study_with_two_workers_visits_each_point_once(hydra_conf):
     trials = load(hydra_conf).trials
     assert len(trials) == 12 and all(t.state in FINISHED for t in trials)
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 12
+
+
+def test_order_seed_keeps_the_initial_weights_and_data_seed_keeps_the_split():
+    from experiments.config import split_seed
+    from experiments.data import load_dataset
+    from experiments.trainer import train_config
+
+    def config(*overrides):
+        register_configs()
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            return compose(config_name="config", overrides=["data=iris", "train.epochs=3", "mode=train", *overrides])
+
+    runs = {}
+    for name, overrides in {"plain": [], "order 1": ["train.order_seed=1"], "order 2": ["train.order_seed=2"],
+                            "seed 5": ["train.seed=5", "data.seed=0"]}.items():
+        cfg = config(*overrides)
+        runs[name] = (split_seed(cfg), train_config(cfg, load_dataset(cfg.data, split_seed(cfg))))
+    (_, plain), (_, one), (_, two) = runs["plain"], runs["order 1"], runs["order 2"]
+    assert (plain.initial_params == one.initial_params).all() and (one.initial_params == two.initial_params).all()
+    assert not np.array_equal(one.net.params, two.net.params) and not np.array_equal(plain.net.params, one.net.params)
+    seed, other = runs["seed 5"]
+    assert seed == 0 and not np.array_equal(other.initial_params, plain.initial_params)  # same split, other weights
