@@ -349,3 +349,24 @@ def test_order_seed_keeps_the_initial_weights_and_data_seed_keeps_the_split():
     assert not np.array_equal(one.net.params, two.net.params) and not np.array_equal(plain.net.params, one.net.params)
     seed, other = runs["seed 5"]
     assert seed == 0 and not np.array_equal(other.initial_params, plain.initial_params)  # same split, other weights
+
+
+def test_the_journal_is_fsynced_once_per_trial_state_change_and_holds_every_write(tmp_path, monkeypatch):
+    from experiments.storage import open_storage
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    path = tmp_path / "optuna.journal"
+    study = optuna.create_study(study_name="s", storage=open_storage(str(path)))
+    created = len(synced)
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    for epoch in range(5):
+        trial.report(epoch / 10, epoch)
+    trial.set_user_attr("val_accuracy", 0.9)
+    study.tell(trial, 0.5)
+    assert len(synced) - created == 2  # the trial's creation and its tell, not its param, reports and attr
+    reread = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(path))))
+    (done,) = reread.trials
+    assert done.intermediate_values == {e: e / 10 for e in range(5)} and done.user_attrs == {"val_accuracy": 0.9}
+    assert done.value == 0.5 and "x" in done.params

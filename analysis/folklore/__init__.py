@@ -6,11 +6,13 @@ experiment holds its ``findings(study) -> Findings``; :mod:`.readme` copies the 
 README's "Findings" section.
 """
 
+import time
 from importlib import import_module
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from ..loading import load_optuna_study
 from .common import Findings, FindingsError, StudyData, read_study, write_findings
 
 EXPERIMENTS = ("activations", "batch_size", "minibatch_vs_fullbatch", "optimizers", "dropout", "local_minima",
@@ -21,7 +23,22 @@ __all__ = ["EXPERIMENTS", "Findings", "FindingsError", "StudyData", "read_study"
 
 def run_findings(cfg: DictConfig) -> Path:
     """Compute and write the findings of experiment ``cfg.findings.experiment`` from its study; the folder."""
+    start = time.perf_counter()
     module = import_module(f"{__name__}.{cfg.findings.experiment}")
     study = read_study(cfg, getattr(module, "CONFIG_KEYS", ()))
     findings = module.findings(study)
+    findings.notes.append(f"{timing(study)}; findings computed in {time.perf_counter() - start:.0f} s.")
     return write_findings(findings, cfg, study.record)
+
+
+def timing(study: StudyData) -> str:
+    """How long the study's trials took: from the first start to the last completion, wall time."""
+    optuna_study = load_optuna_study(study.record)
+    trials = [] if optuna_study is None else optuna_study.get_trials(deepcopy=False)
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    if not starts or not ends:
+        return f"{len(study.trials)} trials"
+    span = (max(ends) - min(starts)).total_seconds()
+    return (f"{len(trials)} trials in {span:.0f} s wall from the first start to the last end "
+            f"({study.cfg.sweep.n_workers} workers; a resumed study counts its pauses)")
