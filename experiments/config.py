@@ -232,6 +232,7 @@ class FindingsConfig:
     seeds: int = 3  # runs per setting (the sweep's train.seed range)
     orders: int = 0  # local_minima: data orders per initial weights (train.order_seed range)
     threshold: float = 0.2  # τ: epochs (and seconds) to val_cost ≤ τ
+    train_threshold: float | None = None  # the same for train_cost; None: threshold
     samples: int = 256  # batch_size: mini-batch gradients drawn per batch size
 
 
@@ -506,6 +507,8 @@ def _validate_findings(findings: Any) -> None:
     _check_min("findings.seeds", findings.seeds, 1)
     _check_min("findings.orders", findings.orders, 0)
     _check_min("findings.threshold", findings.threshold, 0.0, strict=True)
+    if findings.train_threshold is not None:
+        _check_min("findings.train_threshold", findings.train_threshold, 0.0, strict=True)
     _check_min("findings.samples", findings.samples, 1)
 
 

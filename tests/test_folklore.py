@@ -2,6 +2,7 @@
 grid study with findings, each runs end to end through run.py in a shrunk form (2 epochs, a corner
 of its grid), and the shared helpers pick and summarise as documented."""
 
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -111,8 +112,9 @@ def test_the_readme_section_is_rewritten_from_the_findings(shrunk_runs, tmp_path
     assert "old text" not in text and text.startswith("# x\n\nbefore\n") and text.endswith(f"{END}\n\nafter\n")
     assert "### dropout" in text and "**Claim.**" in text and "(analysis/findings/dropout/findings.md)" in text
     assert (store / "dropout" / "findings.csv").is_file()
-    for link in [part.split(")")[0] for part in text.split("](")[1:]]:
-        assert (tmp_path / link).is_file(), link
+    links = re.findall(r"\]\(([^)]*)\)", text)
+    assert links and all((tmp_path / link).is_file() for link in links), links
+    assert ".png))" not in text
 
 
 def test_the_readme_script_refuses_a_readme_without_markers(tmp_path, capsys):

@@ -3,7 +3,7 @@ tuned learning rate, on the same networks: epochs to a cost threshold and final 
 
 import numpy as np
 
-from .common import Findings, StudyData, curves_figure, summarise_runs, tuned
+from .common import Findings, StudyData, curves_figure, summarise_runs, thresholds, tuned
 
 CLAIM = "Sigmoid was a popular early choice, but is a slow learner; ReLU has become much more common."
 BY = ["model.depth", "model.activation"]
@@ -12,21 +12,22 @@ BY = ["model.depth", "model.activation"]
 def findings(study: StudyData) -> Findings:
     """Per depth and activation, at its tuned rate: epochs to τ on the training and validation
     cost, best and final validation cost over the seeds."""
-    tau = float(study.cfg.findings.threshold)
+    tau, train_tau = thresholds(study.cfg)
     chosen = tuned(study.trials, BY)
-    table = summarise_runs(study.curves, chosen, BY, tau)
-    figures = {"val_cost": curves_figure(study.curves, chosen, "model.activation", "val_cost", "tuned lr,",
-                                         panels="model.depth"),
-               "train_cost": curves_figure(study.curves, chosen, "model.activation", "train_cost", "tuned lr,",
-                                           panels="model.depth")}
+    table = summarise_runs(study.curves, chosen, BY, tau, train_tau)
+    figures = {"train_cost": curves_figure(study.curves, chosen, "model.activation", "train_cost", "tuned lr,",
+                                           panels="model.depth"),
+               "val_cost": curves_figure(study.curves, chosen, "model.activation", "val_cost", "tuned lr,",
+                                         panels="model.depth")}
     lrs = ", ".join(f"{v:g}" for v in sorted(study.trials["optimizer.lr"].dropna().unique()))
-    return Findings("activations", CLAIM, verdict(table, tau), table, figures, notes=[
+    return Findings("activations", CLAIM, verdict(table, train_tau), table, figures, notes=[
         f"Plain SGD, batch {study.cfg.train.batch_size}, {study.cfg.train.epochs} epochs, hidden layers of "
         f"{study.cfg.model.width}, cross-entropy; each activation's learning rate is the one of the grid {lrs} "
         f"with the lowest mean best validation cost over {study.cfg.findings.seeds} seeds; Glorot initial weights "
         "for sigmoid and tanh, He for ReLU.",
-        f"*_epochs_to_tau: Kaplan–Meier median of the first epoch with cost ≤ τ = {tau:g} (runs that never reach "
-        "τ are censored; NaN: fewer than half reached it); val_reached: the fraction of runs that did.",
+        f"val_epochs_to_tau, train_epochs_to_tau: Kaplan–Meier median of the first epoch with validation cost ≤ "
+        f"{tau:g}, training cost ≤ {train_tau:g} (runs that never reach it are censored; NaN: fewer than half did); "
+        "val_reached: the fraction of runs whose validation cost did.",
     ])
 
 

@@ -89,6 +89,13 @@ def read_study(cfg: DictConfig, config_keys=()) -> StudyData:
     return StudyData(cfg, record, trials, curves)
 
 
+def thresholds(cfg: DictConfig) -> tuple[float, float]:
+    """τ for the validation cost and for the training cost (``findings.train_threshold``, default τ)."""
+    tau = float(cfg.findings.threshold)
+    train = cfg.findings.get("train_threshold")
+    return tau, tau if train is None else float(train)
+
+
 def command(cfg: DictConfig) -> str:
     """The command that reproduces the experiment."""
     return f"python run.py experiment={cfg.findings.experiment}"
@@ -112,21 +119,24 @@ def tuned(trials: pd.DataFrame, by, lr: str = "optimizer.lr", metric: str = "bes
     return chosen.loc[chosen["state"] == "COMPLETE"].reset_index(drop=True)
 
 
-def summarise_runs(curves: pd.DataFrame, trials: pd.DataFrame, by, threshold: float) -> pd.DataFrame:
+def summarise_runs(curves: pd.DataFrame, trials: pd.DataFrame, by, threshold: float,
+                   train_threshold: float | None = None) -> pd.DataFrame:
     """Per ``by`` group of ``trials`` (its seeds), means over the seeds: ``runs``; ``lr`` (when
     ``trials`` has ``optimizer.lr`` and the group has one rate); the final ``train_cost``,
     ``val_cost`` (and ``val_cost_std``, ddof=1), ``val_accuracy`` and ``best_val_cost``;
     ``val_reached`` (the fraction of runs whose val_cost reached τ=``threshold``), ``val_epochs_to_tau``
     (the Kaplan–Meier median epoch: runs that never reach τ are censored, NaN when fewer than half
     did) and ``val_seconds_to_tau`` (median over the runs that reached it); ``train_epochs_to_tau``
-    (the same for the training cost: how fast the network learns the data it sees); ``s_per_epoch``
+    (the same for the training cost and ``train_threshold``, default τ: how fast the network learns the
+    data it sees); ``s_per_epoch``
     (median epoch wall time, whole-set evaluation included)."""
     by = [by] if isinstance(by, str) else list(by)
     curves = curves.loc[curves["trial"].isin(trials["trial"])]
     val = threshold_summary(epochs_to_threshold(curves, threshold, "val_cost"), by, trials)
     val = val.rename(columns={"frac_reached": "val_reached", "km_median": "val_epochs_to_tau",
                               "median_seconds": "val_seconds_to_tau"})
-    train = threshold_summary(epochs_to_threshold(curves, threshold, "train_cost"), by, trials)
+    train_tau = threshold if train_threshold is None else train_threshold
+    train = threshold_summary(epochs_to_threshold(curves, train_tau, "train_cost"), by, trials)
     train = train.rename(columns={"km_median": "train_epochs_to_tau"})
     aggregates = {"runs": ("trial", "size"), "train_cost": ("train_cost", "mean"), "val_cost": ("val_cost", "mean"),
                   "val_cost_std": ("val_cost", "std"), "val_accuracy": ("val_accuracy", "mean")}

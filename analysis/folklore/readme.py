@@ -36,7 +36,7 @@ def entry(name: str, markdown: str, store: Path, readme_dir: Path) -> str:
     folder = Path(os.path.relpath(store / name, readme_dir)).as_posix()
     lines = [f"### {name}", "", claim, "", command, "", verdict, ""]
     if figures:
-        stem = figures[0].split("](", 1)[1].rstrip(")").split("\n")[0]
+        stem = figures[0].splitlines()[0].split("](", 1)[1].rstrip(")")
         lines += [f"![{name}]({folder}/{stem})", ""]
     lines += [f"Table and notes: [{folder}/findings.md]({folder}/findings.md) ([CSV]({folder}/findings.csv)).", ""]
     return "\n".join(lines)
