@@ -48,6 +48,7 @@ from omegaconf import OmegaConf
 
 from .config import flatten, split_seed
 from .data import load_dataset
+from .mlflow_store import save_template, seed_store
 from .storage import file_lock, mask_password, open_storage
 from .trainer import output_and_cost
 
@@ -538,7 +539,10 @@ class _Recorder:
             from mlflow.tracking import MlflowClient
             _quiet_mlflow()  # importing MLflow set its logger's level
             with _store_lock(self.settings.uri):  # several run.py on one SQLite file: one makes its tables
+                new = seed_store(self.settings.uri)  # a new SQLite store from the cached schema
                 client = MlflowClient(self.settings.uri)
+                if new:
+                    save_template(self.settings.uri)
                 self._experiment_id = self._experiment(client)
             self._client = client
             self.busy["connect"] = time.perf_counter() - start
