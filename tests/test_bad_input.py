@@ -60,6 +60,12 @@ BAD = [
     ("csv without the target column", [*CSV, "data.path=nolabel.csv"], ["nolabel.csv", "'label' not found"]),
     ("csv with a single class", [*CSV, "data.path=one.csv"], ["one.csv", "'label'", "single class"]),
     ("replay of an unknown run", ["mode=train", "replay=0123456789abcdef"], ["replay=0123456789abcdef", "no such run"]),
+    ("unknown folklore experiment", ["findings.experiment=sharpness"], ["findings.experiment must be one of", "'sharpness'"]),
+    ("findings without tracking", ["+experiment=dropout", "tracking=none"],
+     ["findings.experiment=dropout", "tracking.enabled=false"]),
+    ("findings seeds 0", ["experiment=dropout", "findings.seeds=0"], ["findings.seeds must be >= 1, got 0"]),
+    ("clip negative", ["data.clip=-1"], ["data.clip must be > 0, got -1"]),
+    ("order seed negative", ["train.order_seed=-2"], ["train.order_seed must be >= 0, got -2"]),
 ]
 
 
