@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 import nncore
 from analysis.folklore import batch_size, minibatch_vs_fullbatch
-from analysis.folklore.common import StudyData, markdown
+from analysis.folklore.common import StudyData, edge_rates, markdown
 
 N = 40  # training samples of the synthetic study: a batch of 40 is the full batch
 METRICS = ("val_cost", "train_cost", "val_accuracy", "train_accuracy", "time")
@@ -107,7 +107,7 @@ def test_rank_correlation_and_edge_rates():
     assert np.isnan(batch_size.rank_correlation([1, 2], [np.nan, 3]))
     trials = pd.DataFrame({"train.batch_size": [1, 1, 4, 4, 16], "optimizer.lr": [0.1, 1.0, 0.1, 1.0, 0.3]})
     chosen = pd.DataFrame({"train.batch_size": [1, 4, 16], "optimizer.lr": [0.1, 1.0, 0.3]})
-    assert batch_size.edge_rates(trials, chosen) == [1, 4]
+    assert edge_rates(trials, chosen, "train.batch_size") == [1, 4]
 
 
 # ---------------------------------------------------------------------------- minibatch_vs_fullbatch

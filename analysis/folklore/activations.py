@@ -3,7 +3,7 @@ tuned learning rate, on the same networks: epochs to a cost threshold and final 
 
 import numpy as np
 
-from .common import Findings, StudyData, curves_figure, summarise_runs, thresholds, tuned
+from .common import Findings, StudyData, curves_figure, edge_caveat, edge_rates, summarise_runs, thresholds, tuned
 
 CLAIM = "Sigmoid was a popular early choice, but is a slow learner; ReLU has become much more common."
 BY = ["model.depth", "model.activation"]
@@ -20,7 +20,9 @@ def findings(study: StudyData) -> Findings:
                "val_cost": curves_figure(study.curves, chosen, "model.activation", "val_cost", "tuned lr,",
                                          panels="model.depth")}
     lrs = ", ".join(f"{v:g}" for v in sorted(study.trials["optimizer.lr"].dropna().unique()))
-    return Findings("activations", CLAIM, verdict(table, train_tau), table, figures, notes=[
+    edges = [f"{a} at depth {d}" for d, a in edge_rates(study.trials, chosen, BY)]
+    text = verdict(table, train_tau) + edge_caveat(edges, "learning rates")
+    return Findings("activations", CLAIM, text, table, figures, notes=[
         f"Plain SGD, batch {study.cfg.train.batch_size}, {study.cfg.train.epochs} epochs, hidden layers of "
         f"{study.cfg.model.width}, cross-entropy; each activation's learning rate is the one of the grid {lrs} "
         f"with the lowest mean best validation cost over {study.cfg.findings.seeds} seeds; Glorot initial weights "

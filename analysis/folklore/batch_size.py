@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..gradient_noise import minibatch_gradient_variance, per_sample_variance, sampling_factor
-from .common import Findings, FindingsError, StudyData, summarise_runs, tuned
+from .common import Findings, FindingsError, StudyData, edge_rates, summarise_runs, tuned
 
 CLAIM = "Small batches are faster, with higher variance; large ones are slow, with less variance."
 BY = ["train.batch_size"]
@@ -42,7 +42,8 @@ def findings(study: StudyData) -> Findings:
     figures = {"gradient_variance": noise_figure(noise, n),
                "val_cost_epochs": progress_figure(progress_frame, "epoch", n, "epoch", logx=False),
                "val_cost_seconds": progress_figure(progress_frame, "seconds", n, "seconds (cumulative wall time)")}
-    return Findings("batch_size", CLAIM, verdict(table, noise, edge_rates(study.trials, chosen), tau, common),
+    edges = [int(b) for b in edge_rates(study.trials, chosen, BY[0])]
+    return Findings("batch_size", CLAIM, verdict(table, noise, edges, tau, common),
                     table.drop(columns=BY), figures, notes=notes(study, best, noise, n, tau, common))
 
 
@@ -143,15 +144,6 @@ def noise_figure(noise: pd.DataFrame, n: int) -> Figure:
 
 
 # ---------------------------------------------------------------------------- verdict
-def edge_rates(trials: pd.DataFrame, chosen: pd.DataFrame) -> list:
-    """The batch sizes whose tuned rate is the smallest or largest of the grid."""
-    grid = trials["optimizer.lr"].dropna()
-    if grid.nunique() < 2:
-        return []
-    rates = chosen.groupby("train.batch_size")["optimizer.lr"].first()
-    return [int(b) for b, lr in rates.items() if lr in (grid.min(), grid.max())]
-
-
 def rank_correlation(x, y) -> float:
     """Spearman's correlation of ``x`` and ``y`` over the pairs without NaN (ties ranked by their mean;
     inf allowed); NaN if either is constant there or there are fewer than two pairs."""

@@ -119,6 +119,24 @@ def tuned(trials: pd.DataFrame, by, lr: str = "optimizer.lr", metric: str = "bes
     return chosen.loc[chosen["state"] == "COMPLETE"].reset_index(drop=True)
 
 
+def edge_rates(trials: pd.DataFrame, chosen: pd.DataFrame, by: str, lr: str = "optimizer.lr") -> list:
+    """The values of ``by`` whose tuned rate (in ``chosen``, from :func:`tuned`) is the smallest or
+    largest rate of the grid ``trials`` ran: a rate outside the grid might have done better."""
+    grid = trials[lr].dropna()
+    if grid.nunique() < 2:
+        return []
+    rates = chosen.groupby(by)[lr].first()
+    return [key for key, rate in rates.items() if rate in (grid.min(), grid.max())]
+
+
+def edge_caveat(edges: list, what: str) -> str:
+    """A sentence for a verdict naming the ``edges`` of :func:`edge_rates` ("" when there are none)."""
+    if not edges:
+        return ""
+    return (f" Caveat: the tuned learning rate of {', '.join(map(str, edges))} is at the edge of the grid of "
+            f"{what}; a rate outside it might do better.")
+
+
 def summarise_runs(curves: pd.DataFrame, trials: pd.DataFrame, by, threshold: float,
                    train_threshold: float | None = None) -> pd.DataFrame:
     """Per ``by`` group of ``trials`` (its seeds), means over the seeds: ``runs``; ``lr`` (when

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from ..convergence import metric_rows
-from .batch_size import batch_label, edge_rates, progress, progress_figure
-from .common import Findings, FindingsError, StudyData, summarise_runs, tuned
+from .batch_size import batch_label, progress, progress_figure
+from .common import Findings, FindingsError, StudyData, edge_rates, summarise_runs, tuned
 
 CLAIM = "Mini-batch gradient descent learns faster than full-batch gradient descent for the same computation."
 BY = ["train.batch_size"]
@@ -34,7 +34,8 @@ def findings(study: StudyData) -> Findings:
     title = "equal computation, each at its tuned lr"
     figures = {"val_cost_samples": progress_figure(frame, "samples", n, f"samples seen (epochs × {n})", title=title),
                "val_cost_seconds": progress_figure(frame, "seconds", n, "seconds (cumulative wall time)", title=title)}
-    text = verdict(table, checkpoints, (seconds, batch_label(fastest, n)), n, epochs, edge_rates(study.trials, chosen))
+    text = verdict(table, checkpoints, (seconds, batch_label(fastest, n)), n, epochs,
+                   [int(b) for b in edge_rates(study.trials, chosen, BY[0])])
     return Findings("minibatch_vs_fullbatch", CLAIM, text, table.drop(columns=BY), figures,
                     notes=notes(study, n, epochs, seconds, tau))
 

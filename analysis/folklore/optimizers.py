@@ -3,7 +3,7 @@ found best for it, compared on their convergence curves and final cost over seed
 
 import numpy as np
 
-from .common import Findings, StudyData, curves_figure, summarise_runs, thresholds, tuned
+from .common import Findings, StudyData, curves_figure, edge_caveat, edge_rates, summarise_runs, thresholds, tuned
 
 CLAIM = ("Adaptive optimizers (RMSprop, Adam and kin) converge faster than plain SGD and need less tuning; "
          "which optimizer to use is a key hyperparameter.")
@@ -21,7 +21,9 @@ def findings(study: StudyData) -> Findings:
     figures = {"val_cost": curves_figure(study.curves, chosen, BY, "val_cost", "val cost at each optimizer's tuned lr"),
                "lr_sensitivity": sensitivity_figure(study.trials)}
     lrs = ", ".join(f"{v:g}" for v in sorted(study.trials["optimizer.lr"].dropna().unique()))
-    return Findings("optimizers", CLAIM, verdict(table.reset_index(drop=True), train_tau), table.reset_index(drop=True),
+    text = verdict(table.reset_index(drop=True), train_tau) + edge_caveat(edge_rates(study.trials, chosen, "optimizer"),
+                                                                         "learning rates")
+    return Findings("optimizers", CLAIM, text, table.reset_index(drop=True),
                     figures, notes=[
         f"Hidden layer of {list(study.cfg.model.hidden)}, ReLU, batch {study.cfg.train.batch_size}, "
         f"{study.cfg.train.epochs} epochs; learning rates {lrs}; each optimizer's other hyperparameters at "
