@@ -46,7 +46,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 import nncore
-from experiments.storage import describe, is_rdb, mask_password, open_storage
+from experiments.storage import describe, is_rdb, mask_password, open_storage, sqlite_file
 from experiments.tracking import EPOCH_METRICS, PARENT_ATTR, absolute_uri
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -94,20 +94,13 @@ def client_for(tracking_uri: str = DEFAULT_TRACKING_URI):
     """An ``MlflowClient`` on ``tracking_uri``; ``StudyNotFoundError`` when a sqlite file does not exist
     (MLflow would create an empty store there)."""
     uri = absolute_uri(str(tracking_uri))
-    path = _sqlite_path(uri)
+    path = sqlite_file(uri)
     if path is not None and not os.path.isfile(path):
         raise StudyNotFoundError(f"no MLflow store at {path}: run `python run.py` in that directory first, "
                                  "or point tracking_uri at the store that holds the study")
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(uri)
-
-
-def _sqlite_path(uri: str) -> str | None:
-    """The database file of a ``sqlite:///`` URI, None for other stores."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return uri[len("sqlite:///"):].split("?", 1)[0]
 
 
 def _search_all(client, experiment_ids: list[str], filter_string: str = "") -> list:
@@ -211,7 +204,7 @@ def _usable_storage(storage, tracking_uri: str | None = None) -> str | None:
         return None if "***" in storage else storage
     path = Path(os.path.expanduser(storage))
     candidates = [path]
-    store = _sqlite_path(absolute_uri(str(tracking_uri))) if tracking_uri else None
+    store = sqlite_file(absolute_uri(str(tracking_uri))) if tracking_uri else None
     if not path.is_absolute() and store is not None:
         candidates.append(Path(store).parent / path)
     found = next((c for c in candidates if c.is_file()), None)
@@ -384,7 +377,7 @@ def trial_runs(study: str | StudyRecord | None = None, tracking_uri: str = DEFAU
                experiment: str | None = None) -> pd.DataFrame:
     """``run_id``, ``trial`` of every trial run of the study (seed-robustness runs left out)."""
     record = find_study(study, tracking_uri, None, experiment)
-    path = _sqlite_path(record.tracking_uri)
+    path = sqlite_file(record.tracking_uri)
     if path is not None:
         rows = _sql(path, f"""
             SELECT r.run_uuid, t.value, r.start_time FROM runs r
@@ -425,7 +418,7 @@ def read_metrics(tracking_uri: str, run_ids: list[str], metrics=CURVE_METRICS) -
     (``epoch`` = the MLflow step; for each (run, metric, step) the latest value)."""
     uri = absolute_uri(str(tracking_uri))
     metrics = [str(m) for m in metrics]
-    path = _sqlite_path(uri)
+    path = sqlite_file(uri)
     if path is not None:
         rows = []
         keys = ", ".join(f"'{m}'" for m in metrics)  # metric names are ours, not user input

@@ -16,12 +16,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-
-def sqlite_file(uri: str) -> str | None:
-    """The file of a ``sqlite:///`` URI (absolute or relative to the launch dir); None for other stores."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return os.path.abspath(uri[len("sqlite:///"):].split("?", 1)[0])
+from .storage import sqlite_file
 
 
 def template_path() -> Path:

@@ -187,6 +187,14 @@ def file_lock(path: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def sqlite_file(url: str) -> str | None:
+    """The absolute path of the file a ``sqlite:///`` URL names (relative to the launch dir unless it is
+    ``sqlite:////abs``); None for any other URL."""
+    if not url.startswith("sqlite:///"):
+        return None
+    return os.path.abspath(url[len("sqlite:///"):].split("?", 1)[0])
+
+
 @contextmanager
 def exclusive(url: str, name: str = ""):
     """Hold the lock named ``name`` among every process that uses the storage ``url``.
@@ -199,8 +207,8 @@ def exclusive(url: str, name: str = ""):
     path = None
     if not is_rdb(url):
         path = os.path.abspath(os.path.expanduser(url))
-    elif url.startswith("sqlite:///"):
-        path = os.path.abspath(url[len("sqlite:///"):].split("?", 1)[0])
+    else:
+        path = sqlite_file(url)
     if path is not None:
         with file_lock(path + ".claim-lock"):
             yield

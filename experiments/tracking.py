@@ -49,7 +49,7 @@ from omegaconf import OmegaConf
 from .config import flatten, split_seed
 from .data import load_dataset
 from .mlflow_store import save_template, seed_store
-from .storage import file_lock, mask_password, open_storage
+from .storage import file_lock, mask_password, open_storage, sqlite_file
 from .trainer import output_and_cost
 
 PARENT_ATTR = "mlflow_parent_run_id"  # the study user attr that names its parent run
@@ -849,9 +849,8 @@ class _Recorder:
 def _store_lock(uri: str):
     """An flock beside a SQLite store (MLflow creates its tables on first use: two processes at once
     collide); nothing for other stores."""
-    if uri.startswith("sqlite:///"):
-        return file_lock(uri[len("sqlite:///"):].split("?", 1)[0] + ".init-lock")
-    return contextlib.nullcontext()
+    path = sqlite_file(uri)
+    return contextlib.nullcontext() if path is None else file_lock(path + ".init-lock")
 
 
 def fetch_run(uri: str, run_id: str, metrics: tuple[str, ...]) -> tuple[dict, dict[str, list[tuple[int, float]]]]:
@@ -860,7 +859,8 @@ def fetch_run(uri: str, run_id: str, metrics: tuple[str, ...]) -> tuple[dict, di
     line naming the run) when the store, the run or its config cannot be had."""
     uri = absolute_uri(uri)
     check_reachable(uri)
-    if uri.startswith("sqlite:///") and not os.path.exists(uri[len("sqlite:///"):].split("?", 1)[0]):
+    path = sqlite_file(uri)
+    if path is not None and not os.path.exists(path):
         raise TrackingError(f"replay={run_id}: no such run in tracking.uri={mask_password(uri)} (no such file)")
     _quiet_mlflow()
     from mlflow.tracking import MlflowClient
