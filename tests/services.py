@@ -1,4 +1,5 @@
-"""Throwaway servers for tests and benchmarks, on 127.0.0.1 and free ports: PostgreSQL and ``mlflow server``.
+"""Throwaway servers for tests and benchmarks, on 127.0.0.1 and free ports: PostgreSQL and ``mlflow server``;
+and Ctrl-C sent to a ``run.py`` the tests started (:func:`interrupt_when`).
 
 PostgreSQL: ``initdb`` + ``pg_ctl`` into a fresh directory under /tmp, trust authentication for
 connections from this machine only (it listens on 127.0.0.1, its unix socket sits in its data
@@ -36,6 +37,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def interrupt_when(proc: subprocess.Popen, ready, timeout: float) -> tuple[str, str]:
+    """Once ``ready()`` holds (within ``timeout`` seconds, while ``proc`` runs), send SIGINT to ``proc``'s
+    process group, as Ctrl-C in a terminal does, and return its (stdout, stderr). ``proc`` must have been
+    started with ``start_new_session=True``; its group is killed if anything goes wrong."""
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        return proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def in_ci() -> bool:

@@ -16,7 +16,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -25,6 +24,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from experiments import sweep
+from tests.services import interrupt_when
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["experiment=quick", "tracking.log_plots=false"]  # study "moons-quick": 3-5 epochs of a tiny net
@@ -112,16 +112,7 @@ def training(cwd: Path) -> int:
 def test_ctrl_c_stops_the_workers_says_how_to_resume_and_the_same_command_resumes(tmp_path):
     command = [*QUICK, "sweep.n_workers=2", "sweep.n_trials=6", "data.n_samples=4000", "train.batch_size=1"]
     proc = start_py(tmp_path, *command)
-    try:
-        deadline = time.monotonic() + 90
-        while training(tmp_path) < 2:  # both workers in a trial that has its MLflow run
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.1)
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    out, err = interrupt_when(proc, lambda: training(tmp_path) >= 2, 90)  # both workers in a trial with its run
     assert proc.returncode == 130, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("interrupted: ") and "Run the same command again to resume" in last, err

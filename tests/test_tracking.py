@@ -8,7 +8,6 @@ on 127.0.0.1, started in the background when this module starts and stopped at i
 
 import http.server
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from experiments.tracking import (
 )
 from experiments.trainer import TrainResult, output_and_cost
 from nncore import Network
-from tests.services import MlflowServer, free_port
+from tests.services import MlflowServer, free_port, interrupt_when
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["experiment=quick"]  # study "moons-quick": 4 searched keys, 3-5 epochs of a tiny net
@@ -242,16 +241,7 @@ def test_ctrl_c_leaves_no_run_running(tmp_path):
                              'sweep.params={train.epochs: "choice(100000)"}'], cwd=tmp_path, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     db = tmp_path / "mlflow.db"
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline and not _running_trial(db):
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.2)
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    out, err = interrupt_when(proc, lambda: _running_trial(db), 60)
     assert proc.returncode == 130, err
     from mlflow.tracking import MlflowClient
     parent, children = study_runs(MlflowClient(f"sqlite:///{db}"))
