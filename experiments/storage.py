@@ -23,6 +23,8 @@ import importlib.util
 import json
 import os
 import re
+import signal
+import threading
 import urllib.parse
 import warnings
 from contextlib import contextmanager, nullcontext, suppress
@@ -56,13 +58,33 @@ class TrialSyncedJournalBackend(JournalFileBackend):
     """
 
     def append_logs(self, logs: list[dict]) -> None:
-        if any(log["op_code"] not in UNSYNCED for log in logs):
-            super().append_logs(logs)
-            return
-        with get_lock_file(self._lock):
-            with open(self._file_path, "ab") as f:
-                f.write(("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode())
-                f.flush()
+        with sigint_deferred():  # Ctrl-C inside the lock's release would leave the journal locked
+            if any(log["op_code"] not in UNSYNCED for log in logs):
+                super().append_logs(logs)
+                return
+            with get_lock_file(self._lock):
+                with open(self._file_path, "ab") as f:
+                    f.write(("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode())
+                    f.flush()
+
+
+@contextmanager
+def sigint_deferred():
+    """Hold Ctrl-C until the block ends, then act on it: a lock taken in the block is released, a
+    message is written whole. (A handler swap, not a signal mask: a masked SIGINT would still reach
+    the process through its other threads, such as tqdm's monitor.) Other threads: nothing to do,
+    Python raises KeyboardInterrupt only in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            signal.raise_signal(signal.SIGINT)  # as if it came now: KeyboardInterrupt, or what the handler does
 
 
 class StorageError(ValueError):
@@ -217,6 +239,14 @@ def exclusive(url: str, name: str = ""):
         yield
         return
     with _advisory_lock(split_options(url)[0], lock_key(name)):
+        yield
+
+
+@contextmanager
+def claim_lock(storage_url: str, name: str = ""):
+    """A lock shared by every process that claims trials in this storage: one machine for a journal
+    file or SQLite, every machine for PostgreSQL (``name``: the study; see :func:`exclusive`)."""
+    with exclusive(storage_url, f"claim:{name}"):
         yield
 
 

@@ -16,10 +16,10 @@ FAIL record per retry. A worker with nothing left to claim waits while other tri
 run there, so that the trial of a worker that dies last is retried too.
 """
 
-import copy
 import math
 import multiprocessing
 import os
+import pickle
 import socket
 import threading
 import time
@@ -27,6 +27,7 @@ import traceback
 import warnings
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait as wait_for
 
 import optuna
 from hydra import compose
@@ -42,7 +43,7 @@ import nncore
 from .config import ConfigError, split_seed, validate
 from .data import load_dataset
 from .search_space import SearchSpaceError, as_overrides, grid_of, parse_search_space, suggest
-from .storage import StorageError, describe, exclusive, open_storage, scrub
+from .storage import StorageError, claim_lock, describe, open_storage, scrub
 from .tracking import make_tracker
 from .trainer import train_config
 
@@ -115,7 +116,7 @@ def compose_trial(plan: SweepPlan, values: dict) -> DictConfig:
     if key not in plan.composed:
         plan.composed[key] = compose(config_name="config", overrides=plan.base_overrides + as_overrides(plan.fixed)
                                      + list(key))
-    cfg = copy.deepcopy(plan.composed[key])
+    cfg = pickle.loads(pickle.dumps(plan.composed[key]))  # a deep copy at a third of copy.deepcopy's cost
     for override in settings:
         try:
             OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
@@ -167,6 +168,9 @@ def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
     p = cfg.sweep.pruner
     if p.name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
+    if p.name == "percentile":
+        return optuna.pruners.PercentilePruner(p.percentile, n_startup_trials=p.n_startup_trials,
+                                               n_warmup_steps=p.n_warmup_steps)
     if p.name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=max(1, p.n_warmup_steps))
     return optuna.pruners.NopPruner()
@@ -229,14 +233,6 @@ def take_stream(study: optuna.Study, plan: SweepPlan) -> int:
         stream = int(study.user_attrs.get("sampler_streams", 0))
         study.set_user_attr("sampler_streams", stream + 1)
     return stream
-
-
-@contextmanager
-def claim_lock(storage_url: str, name: str = ""):
-    """A lock shared by every process that claims trials in this storage: one machine for a journal
-    file or SQLite, every machine for PostgreSQL (``name``: the study; see experiments.storage.exclusive)."""
-    with exclusive(storage_url, f"claim:{name}"):
-        yield
 
 
 def fail_dead_trials(study: optuna.Study, storage: optuna.storages.BaseStorage | None = None) -> int:
@@ -467,7 +463,7 @@ def run_workers(plan: SweepPlan, on_progress, tracker=None) -> None:
     try:
         while any(p.is_alive() for p in procs):
             on_progress(study)
-            time.sleep(0.5)
+            wait_for([p.sentinel for p in procs if p.is_alive()], timeout=0.5)  # wakes when a worker ends
     finally:
         for p in procs:
             p.join()

@@ -7,9 +7,10 @@ per study and one nested child run per trial in ``cfg.tracking.uri``.
 
 Cost: the trial code never waits for MLflow. ``MlflowTracker`` checks the store is reachable
 (a few ms, no MLflow import), then hands each record as one small message to a *tracking
-process* that it forks on first use; that process imports MLflow, owns the only
-``MlflowClient`` (no SQLAlchemy engine or HTTP session crosses a fork) and does every call:
-curves with ``log_batch``, a trial's artifacts with one ``log_artifacts``. Forked sweep
+process* (experiments.tracking_process: run.py forks it as it starts, else the first record
+does); that process imports MLflow, owns the only ``MlflowClient`` (no SQLAlchemy engine or
+HTTP session crosses a fork) and runs ``_Recorder``, which does every call: a trial's curves,
+params and tags in one ``log_batch``, its artifacts with one ``log_artifacts``. Forked sweep
 workers that were handed the tracker write to the same process. ``close`` waits until
 everything is written and returns what could not be (``problems``): a store that stops
 answering never fails a trial, the Optuna study records every trial regardless.
@@ -20,20 +21,18 @@ from __future__ import annotations
 import atexit
 import contextlib
 import html
+import importlib
 import importlib.metadata
 import logging
 import math
-import multiprocessing
 import numbers
 import os
 import platform
-import queue
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -46,11 +45,10 @@ import optuna
 import yaml
 from omegaconf import OmegaConf
 
-from .config import flatten, split_seed
-from .data import load_dataset
+from .config import YAML_DUMPER, flatten, split_seed
 from .mlflow_store import save_template, seed_store
-from .storage import file_lock, mask_password, open_storage, sqlite_file
-from .trainer import output_and_cost
+from .storage import claim_lock, file_lock, mask_password, open_storage, sqlite_file
+from .tracking_process import Link, Settings, absolute_uri, settings_of, take
 
 PARENT_ATTR = "mlflow_parent_run_id"  # the study user attr that names its parent run
 INTERRUPTED_REASON = "interrupted (Ctrl-C)"  # = experiments.sweep.INTERRUPTED: a trial stopped by the user
@@ -111,13 +109,6 @@ def make_tracker(cfg) -> NullTracker | MlflowTracker:
 
 
 # ---------------------------------------------------------------------------- where
-def absolute_uri(uri: str) -> str:
-    """``sqlite:///mlflow.db`` → ``sqlite:////launch/dir/mlflow.db``; other URIs unchanged."""
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + os.path.abspath(uri[len("sqlite:///"):])
-    return uri
-
-
 def is_file_store(uri: str) -> bool:
     """A plain path or ``file:`` URI: MLflow's file store, which MLflow 3 refuses by default."""
     scheme = urllib.parse.urlsplit(uri).scheme
@@ -187,13 +178,11 @@ class MlflowTracker:
 
     def __init__(self, cfg):
         tracking = cfg.tracking
-        self.uri = absolute_uri(str(tracking.uri))
-        self.location = mask_password(str(tracking.uri))
-        self.experiment = str(tracking.experiment or cfg.study_name)
+        self.settings = settings_of(cfg)
+        self.uri, self.location = self.settings.uri, self.settings.location
         self.log_weights = bool(tracking.log_weights)
-        self.log_plots = bool(tracking.log_plots)
         self.flush_seconds = float(tracking.flush_seconds)
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._checked = False
         self._trial = None  # key of the open trial run: its number, or "train"
         self._trial_cfg = None
@@ -267,6 +256,9 @@ class MlflowTracker:
 
     def _test_metrics(self, result) -> dict[str, float]:
         """test_cost (and test_accuracy) of the trained net on the held-out test split."""
+        from .data import load_dataset  # here: the tracking process imports this module, never scikit-learn
+        from .trainer import output_and_cost
+
         cfg = self._trial_cfg
         data = load_dataset(self._trial_data or cfg.data, split_seed(cfg))  # cached: the trial loaded it
         cost = output_and_cost(cfg, data.task)[1]
@@ -320,7 +312,7 @@ class MlflowTracker:
     def _send(self, message: tuple) -> None:
         try:
             if self._link is None:
-                self._link = _Link(_Settings(self.uri, self.location, self.experiment, self.log_plots))
+                self._link = take(self.settings) or Link(self.settings)
                 atexit.register(self._close_at_exit)
             self._link.send(message)
         except Exception as err:  # the tracking process is gone: count, never fail the caller
@@ -338,110 +330,6 @@ class MlflowTracker:
 
 def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-@contextlib.contextmanager
-def _sigint_deferred():
-    """Hold Ctrl-C until the block ends, so a message is never half-written into the pipe."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-@dataclass(frozen=True)
-class _Settings:
-    """What the tracking process needs to know (picklable)."""
-
-    uri: str
-    location: str
-    experiment: str
-    log_plots: bool
-
-
-class _Link:
-    """The tracking process and the pipe to it. Forked children of the owner may send too."""
-
-    def __init__(self, settings: _Settings):
-        ctx = multiprocessing.get_context("fork")
-        reader, self._writer = ctx.Pipe(duplex=False)
-        self._report, report_writer = ctx.Pipe(duplex=False)
-        self._lock = ctx.Lock()
-        self.process = ctx.Process(target=_serve, args=(reader, self._writer, report_writer, settings),
-                                   name="mlflow-tracking", daemon=True)
-        self.process.start()
-        reader.close()
-        report_writer.close()
-        self.owner = os.getpid()
-
-    def send(self, message: tuple) -> None:
-        with _sigint_deferred(), self._lock:
-            self._writer.send(message)
-
-    def close(self, timeout: float) -> dict:
-        """Ask the process to finish, wait for its report of what failed, and reap it."""
-        report: dict = {}
-        try:
-            self.send(("close",))
-            if self._report.poll(timeout):
-                report = self._report.recv()
-            else:
-                report = {"timeout": True}
-        except (EOFError, OSError) as err:
-            report = {"failed": 1, "first_error": f"the tracking process died ({type(err).__name__})"}
-        finally:
-            self._writer.close()
-            self.process.join(5)
-            if self.process.is_alive():
-                self.process.terminate()
-                self.process.join(5)
-        return report
-
-
-# ---------------------------------------------------------------------------- the tracking process
-def _serve(reader, writer, report, settings: _Settings) -> None:
-    """The tracking process: write each message to MLflow in order; report at the end."""
-    writer.close()  # the sender's end: without this copy, the pipe ends when every sender is gone
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the trials; this process drains
-    signal.signal(signal.SIGTERM, _exit_on_term)
-    _quiet_mlflow()
-    inbox: queue.SimpleQueue = queue.SimpleQueue()
-    threading.Thread(target=_pump, args=(reader, inbox), daemon=True).start()  # the pipe never fills
-    store = _Recorder(settings)
-    closed = False  # True: the owner asked to close; False: it died (or this process was terminated)
-    try:
-        while True:
-            try:
-                message = inbox.get(timeout=0.05)
-            except queue.Empty:
-                store.warm_up()  # idle: import what the end of the study needs
-                continue
-            if message is None or message[0] == "close":
-                closed = message is not None
-                break
-            store.handle(message)
-    finally:
-        store.finish(closed)
-        with contextlib.suppress(OSError):
-            report.send({**store.trouble.report(), "busy": store.busy, "cpu": store.cpu, "count": store.count})
-
-
-def _pump(reader, inbox: queue.SimpleQueue) -> None:
-    """Move messages from the pipe to ``inbox`` as they come; None when the pipe ends (or breaks)."""
-    while True:
-        try:
-            inbox.put(reader.recv())
-        except Exception:  # EOF: every sender is gone; anything else: the stream cannot be trusted
-            inbox.put(None)
-            return
-
-
-def _exit_on_term(signum, frame) -> None:
-    raise SystemExit(143)
 
 
 def _quiet_mlflow() -> None:
@@ -510,12 +398,17 @@ class _OpenRun:
     number: int | None
     container: dict
     epochs: list = field(default_factory=list)  # (step, metrics) for the curve PNG
+    params: list = field(default_factory=list)  # the flat config, sent with the run's first batch
+
+    def take_params(self) -> list:
+        params, self.params = self.params, []
+        return params
 
 
 class _Recorder:
     """Every MLflow call: one client, the parent run of the study, the open child runs."""
 
-    def __init__(self, settings: _Settings):
+    def __init__(self, settings: Settings):
         self.settings = settings
         self.trouble = _Trouble()
         self._client = None
@@ -593,10 +486,14 @@ class _Recorder:
         self._warm = True
         with contextlib.suppress(Exception):
             import mlflow.tracking  # noqa: F401
+            # the store's module: MlflowClient imports it on first use (SQLAlchemy's ORM: ~1 s CPU)
+            web = self.settings.uri.startswith(("http://", "https://"))
+            importlib.import_module("mlflow.store.tracking." + ("rest_store" if web else "sqlalchemy_store"))
             if self.settings.log_plots:
                 import matplotlib
                 matplotlib.use("Agg")
                 import matplotlib.pyplot  # noqa: F401
+                import optuna.importance  # noqa: F401  (fANOVA: scikit-learn's forests, ~1 s to import)
                 import optuna.visualization.matplotlib  # noqa: F401
                 with contextlib.suppress(ImportError):
                     import optuna.visualization  # noqa: F401
@@ -610,7 +507,6 @@ class _Recorder:
         container = self.container
         study = _load_study(study_name, storage)
         self.experiment_id("study")
-        from .sweep import claim_lock  # here, not at the top: experiments.sweep imports this module
         with claim_lock(storage):
             run_id = study.user_attrs.get(PARENT_ATTR)
             run = self._existing_run(run_id) if run_id else None
@@ -772,9 +668,10 @@ class _Recorder:
         if seed is not None:
             tags["seed"] = str(seed)
         run = self.call(key, "create_run", self.experiment_id(key), tags=tags, run_name=run_name)
-        self.runs[key] = _OpenRun(run.info.run_id, run.info.artifact_uri, number, container)
-        params = flatten(container) if container else {}
-        self.call(key, "log_batch", run.info.run_id, params=[_param(k, v) for k, v in params.items()])
+        params = [_param(k, v) for k, v in (flatten(container) if container else {}).items()]
+        # The params go with the first curve batch (a flush, or the trial's end): one store call
+        # less per trial (a batch costs ~5 ms CPU on SQLite, whatever it holds).
+        self.runs[key] = _OpenRun(run.info.run_id, run.info.artifact_uri, number, container, params=params)
 
     def experiment_id(self, key) -> str:
         """The experiment's id (the client made on first use)."""
@@ -785,7 +682,7 @@ class _Recorder:
     def on_metrics(self, key, epochs: list) -> None:
         run = self._open(key)
         run.epochs.extend((step, values) for step, _, values in epochs)
-        self.call(key, "log_batch", run.run_id, metrics=_epoch_metrics(epochs))
+        self.call(key, "log_batch", run.run_id, metrics=_epoch_metrics(epochs), params=run.take_params())
 
     def on_trial_end(self, key, state: str, status: str, reason: str | None, epochs: list, final: dict,
                      step: int, folder: str | None) -> None:
@@ -797,7 +694,7 @@ class _Recorder:
             now = int(time.time() * 1000)
             tags = [_tag("optuna.trial_state", OPTUNA_STATE[state])] if run.number is not None else []
             tags += _reason_tags(state, status, reason)
-            self.call(key, "log_batch", run.run_id, tags=tags,
+            self.call(key, "log_batch", run.run_id, tags=tags, params=run.take_params(),
                       metrics=_epoch_metrics(epochs) + [_metric(k, v, now, step) for k, v in final.items()])
             folder = folder or tempfile.mkdtemp(prefix="nnsweep-run-")
             self._write_run_files(run, folder)
@@ -824,7 +721,7 @@ class _Recorder:
     def _write_run_files(self, run: _OpenRun, folder: str) -> None:
         """``config.yaml`` (the resolved config) and ``curves.png`` into ``folder``."""
         if run.container:  # = OmegaConf.to_yaml of the resolved config, at a fifth of the cost
-            Path(folder, "config.yaml").write_text(yaml.safe_dump(run.container, sort_keys=False))
+            Path(folder, "config.yaml").write_text(yaml.dump(run.container, Dumper=YAML_DUMPER, sort_keys=False))
         if self.settings.log_plots and run.epochs:
             title = f"trial {run.number}" if run.number is not None else "train"
             last = run.epochs[-1][1].get("val_cost")
@@ -838,7 +735,7 @@ class _Recorder:
         why = "its trial never ended" if closed else "the process that ran it ended without closing it"
         for key, run in list(self.runs.items()):
             with contextlib.suppress(_Lost):
-                self.call(key, "set_tag", run.run_id, "killed_reason", why)
+                self.call(key, "log_batch", run.run_id, params=run.take_params(), tags=[_tag("killed_reason", why)])
                 self.call(key, "set_terminated", run.run_id, "KILLED")
             self.runs.pop(key, None)
         if self.parent_open:

@@ -16,8 +16,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from experiments.storage import lock_key, open_storage
-from experiments.sweep import FINISHED, claim_lock, counted
+from experiments.storage import claim_lock, lock_key, open_storage
+from experiments.sweep import FINISHED, counted
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["experiment=quick", "tracking.log_plots=false"]  # 3-5 epochs of a tiny net on two moons

@@ -90,6 +90,18 @@ def plan_for(*overrides: str):
 
 
 # ---------------------------------------------------------------------------- the plan
+def test_the_configured_pruner_is_built_with_its_settings(hydra_conf):
+    from experiments.sweep import make_pruner
+
+    default = make_pruner(plan_for().cfg)  # the default study: percentile 25 after 10 epochs, 3 trials
+    assert isinstance(default, optuna.pruners.PercentilePruner)
+    assert (default._percentile, default._n_warmup_steps, default._n_startup_trials) == (25.0, 10, 3)
+    median = make_pruner(plan_for("sweep.pruner.name=median", "sweep.pruner.n_warmup_steps=4").cfg)
+    assert isinstance(median, optuna.pruners.MedianPruner) and median._n_warmup_steps == 4
+    assert isinstance(make_pruner(plan_for("sweep.pruner.name=hyperband").cfg), optuna.pruners.HyperbandPruner)
+    assert isinstance(make_pruner(plan_for("sweep.pruner.name=none").cfg), optuna.pruners.NopPruner)
+
+
 def test_plan_keeps_the_users_overrides_except_searched_keys(hydra_conf):
     plan = plan_for(*QUICK, "optimizer.lr=0.5", "model.width=4", "train.batch_size=8", "optimizer=sgd")
     assert set(plan.space) == {"optimizer", "optimizer.lr", "model.width", "train.epochs"}
@@ -370,3 +382,24 @@ def test_the_journal_is_fsynced_once_per_trial_state_change_and_holds_every_writ
     (done,) = reread.trials
     assert done.intermediate_values == {e: e / 10 for e in range(5)} and done.user_attrs == {"val_accuracy": 0.9}
     assert done.value == 0.5 and "x" in done.params
+
+
+@pytest.mark.parametrize("synced", [False, True])
+def test_ctrl_c_during_a_journal_write_leaves_the_journal_unlocked(tmp_path, synced):
+    from optuna.storages.journal._storage import JournalOperation
+
+    from experiments.storage import TrialSyncedJournalBackend
+
+    backend = TrialSyncedJournalBackend(str(tmp_path / "optuna.journal"))
+    release = backend._lock.release
+
+    def release_after_ctrl_c():  # Ctrl-C lands as the lock is about to be released
+        os.kill(os.getpid(), signal.SIGINT)
+        release()
+
+    backend._lock.release = release_after_ctrl_c
+    op = JournalOperation.SET_TRIAL_STATE_VALUES if synced else JournalOperation.SET_TRIAL_USER_ATTR
+    with pytest.raises(KeyboardInterrupt):
+        backend.append_logs([{"op_code": op, "worker_id": "w", "trial_id": 0}])
+    assert not os.path.lexists(backend._lock._lock_file)  # released: the next write does not wait
+    assert len(list(backend.read_logs(0))) == 1

@@ -157,6 +157,26 @@ def test_sqlite_uri_is_made_absolute_and_the_null_tracker_is_off(tmp_path, monke
     assert isinstance(make_tracker(off), NullTracker) and make_tracker(off).problems() is None
 
 
+def test_run_py_forks_the_tracking_process_early_and_the_tracker_takes_it(tmp_path, monkeypatch):
+    from experiments import tracking_process as tp
+
+    monkeypatch.chdir(tmp_path)
+    cfg = OmegaConf.create({"study_name": "s", "tracking": {"enabled": True, "uri": "sqlite:///mlflow.db",
+                                                            "experiment": None, "log_plots": False}})
+    tp.prestart(OmegaConf.merge(cfg, {"tracking": {"enabled": False}}))
+    assert tp._prestarted is None  # tracking off: no process
+    tp.prestart(cfg)
+    early = tp._prestarted
+    assert early.process.is_alive()
+    assert tp.take(tp.settings_of(cfg)) is early and tp._prestarted is None  # taken once
+    assert early.close(60)["failed"] == 0 and not early.process.is_alive()  # it wrote nothing, it ended
+    tp.prestart(cfg)  # a tracker with other settings does not take it: it is stopped
+    early = tp._prestarted
+    assert tp.take(tp.settings_of(OmegaConf.merge(cfg, {"study_name": "t"}))) is None
+    early.process.join(5)
+    assert not early.process.is_alive() and not (tmp_path / "mlflow.db").exists()
+
+
 def test_passwords_in_urls_never_reach_mlflow():
     cfg = {"sweep": {"storage": "postgresql://ann:s3cret@db/optuna", "n_trials": 5},
            "tracking": {"uri": "http://ann:pw@host:5000"}, "model": {"hidden": [8, 4]}}

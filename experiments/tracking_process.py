@@ -1,0 +1,164 @@
+"""The tracking process: forked from the launching process, it does every MLflow call of a run.py.
+
+``Link`` forks it and is the pipe to it (``experiments.tracking.MlflowTracker`` sends one message
+per record). The process starts by importing MLflow, its SQL store and the plotting modules (~2 s
+of CPU) while it has nothing to write, so ``prestart(cfg)`` lets run.py fork it before its own
+imports: those seconds then run beside the launching process's start-up instead of beside the
+trials. This module imports neither MLflow nor scikit-learn (Optuna, which both processes use,
+comes through experiments.storage): it is what run.py loads before forking.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+from dataclasses import dataclass
+
+from .storage import mask_password, sigint_deferred
+
+_prestarted: Link | None = None
+
+
+def settings_of(cfg) -> Settings:
+    """What the tracking process of ``cfg`` (the root config, tracking enabled) needs."""
+    tracking = cfg.tracking
+    return Settings(absolute_uri(str(tracking.uri)), mask_password(str(tracking.uri)),
+                    str(tracking.experiment or cfg.study_name), bool(tracking.log_plots))
+
+
+def prestart(cfg) -> None:
+    """Fork the tracking process of ``cfg`` now (nothing when tracking is off); the first
+    ``MlflowTracker`` with the same settings takes it (``take``). One left untaken ends at exit."""
+    global _prestarted
+    if cfg.tracking.enabled and _prestarted is None:
+        _prestarted = Link(settings_of(cfg))
+        atexit.register(_end_untaken)
+
+
+def take(settings: Settings) -> Link | None:
+    """The prestarted tracking process when it was started with ``settings`` (once), else None."""
+    global _prestarted
+    link, _prestarted = _prestarted, None
+    if link is None or link.owner != os.getpid():  # a forked worker: the launching process owns it
+        return None
+    if link.settings != settings:
+        link.stop()
+        return None
+    return link
+
+
+def _end_untaken() -> None:
+    if _prestarted is not None and _prestarted.owner == os.getpid():
+        _prestarted.stop()
+
+
+def absolute_uri(uri: str) -> str:
+    """``sqlite:///mlflow.db`` → ``sqlite:////launch/dir/mlflow.db``; other URIs unchanged."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + os.path.abspath(uri[len("sqlite:///"):])
+    return uri
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the tracking process needs to know (picklable)."""
+
+    uri: str
+    location: str
+    experiment: str
+    log_plots: bool
+
+
+class Link:
+    """The tracking process and the pipe to it. Forked children of the owner may send too."""
+
+    def __init__(self, settings: Settings):
+        ctx = multiprocessing.get_context("fork")
+        reader, self._writer = ctx.Pipe(duplex=False)
+        self._report, report_writer = ctx.Pipe(duplex=False)
+        self._lock = ctx.Lock()
+        self.process = ctx.Process(target=_serve, args=(reader, self._writer, report_writer, settings),
+                                   name="mlflow-tracking", daemon=True)
+        self.process.start()
+        reader.close()
+        report_writer.close()
+        self.owner = os.getpid()
+        self.settings = settings
+
+    def send(self, message: tuple) -> None:
+        with sigint_deferred(), self._lock:
+            self._writer.send(message)
+
+    def close(self, timeout: float) -> dict:
+        """Ask the process to finish, wait for its report of what failed, and reap it."""
+        report: dict = {}
+        try:
+            self.send(("close",))
+            if self._report.poll(timeout):
+                report = self._report.recv()
+            else:
+                report = {"timeout": True}
+        except (EOFError, OSError) as err:
+            report = {"failed": 1, "first_error": f"the tracking process died ({type(err).__name__})"}
+        finally:
+            self._writer.close()
+            self.process.join(5)
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join(5)
+        return report
+
+    def stop(self) -> None:
+        """End a process that was sent nothing (it has written nothing)."""
+        self._writer.close()
+        self.process.terminate()
+        self.process.join(5)
+
+
+# ---------------------------------------------------------------------------- the tracking process
+def _serve(reader, writer, report, settings: Settings) -> None:
+    """The tracking process: write each message to MLflow in order; report at the end."""
+    writer.close()  # the sender's end: without this copy, the pipe ends when every sender is gone
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the trials; this process drains
+    signal.signal(signal.SIGTERM, _exit_on_term)
+    from .tracking import _quiet_mlflow, _Recorder  # here: the launching process need not import MLflow's side
+
+    _quiet_mlflow()
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    threading.Thread(target=_pump, args=(reader, inbox), daemon=True).start()  # the pipe never fills
+    store = _Recorder(settings)
+    closed = False  # True: the owner asked to close; False: it died (or this process was terminated)
+    try:
+        while True:
+            try:
+                message = inbox.get(timeout=0.05)
+            except queue.Empty:
+                store.warm_up()  # idle: import what the end of the study needs
+                continue
+            if message is None or message[0] == "close":
+                closed = message is not None
+                break
+            store.handle(message)
+    finally:
+        store.finish(closed)
+        with contextlib.suppress(OSError):
+            report.send({**store.trouble.report(), "busy": store.busy, "cpu": store.cpu, "count": store.count})
+
+
+def _pump(reader, inbox: queue.SimpleQueue) -> None:
+    """Move messages from the pipe to ``inbox`` as they come; None when the pipe ends (or breaks)."""
+    while True:
+        try:
+            inbox.put(reader.recv())
+        except Exception:  # EOF: every sender is gone; anything else: the stream cannot be trusted
+            inbox.put(None)
+            return
+
+
+def _exit_on_term(signum, frame) -> None:
+    raise SystemExit(143)
