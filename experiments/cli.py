@@ -143,6 +143,7 @@ def _cost(cfg: DictConfig, task: str) -> str:
 
 def sweep(cfg: DictConfig, overrides: list[str]) -> int:
     """``mode=sweep``: run (or resume) the study to ``sweep.n_trials`` and summarise it."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the summary say it (as workers do)
     plan = make_plan(cfg, overrides)
     if "val_accuracy" in plan.metrics and resolve_task(cfg.data) == "regression":
         raise ConfigError("sweep.objective.metrics: val_accuracy needs a classification data set")
