@@ -85,7 +85,7 @@ def test_defaults():
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.cost) == (20, 32, "auto")
     assert (cfg.train.dtype, cfg.train.threads, cfg.train.early_stopping.patience) == ("float32", 1, 0)
     assert (cfg.sweep.n_trials, cfg.sweep.n_workers, cfg.sweep.storage) == (50, 2, "optuna.journal")
-    assert (cfg.sweep.sampler.name, cfg.sweep.pruner.name, cfg.sweep.pruner.percentile) == ("tpe", "percentile", 25)
+    assert (cfg.sweep.sampler.name, cfg.sweep.pruner.name, cfg.sweep.pruner.n_warmup_steps) == ("tpe", "median", 10)
     assert list(cfg.sweep.objective.metrics) == ["val_cost"]
     assert list(cfg.sweep.objective.directions) == ["minimize"]
     assert cfg.tracking.enabled and cfg.tracking.uri == "sqlite:///mlflow.db"

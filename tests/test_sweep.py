@@ -93,11 +93,13 @@ def plan_for(*overrides: str):
 def test_the_configured_pruner_is_built_with_its_settings(hydra_conf):
     from experiments.sweep import make_pruner
 
-    default = make_pruner(plan_for().cfg)  # the default study: percentile 25 after 10 epochs, 3 trials
-    assert isinstance(default, optuna.pruners.PercentilePruner)
-    assert (default._percentile, default._n_warmup_steps, default._n_startup_trials) == (25.0, 10, 3)
-    median = make_pruner(plan_for("sweep.pruner.name=median", "sweep.pruner.n_warmup_steps=4").cfg)
-    assert isinstance(median, optuna.pruners.MedianPruner) and median._n_warmup_steps == 4
+    median = make_pruner(plan_for().cfg)  # the default study: median after 10 epochs and 3 trials
+    assert isinstance(median, optuna.pruners.MedianPruner)
+    assert (median._n_warmup_steps, median._n_startup_trials) == (10, 3)
+    cut = make_pruner(plan_for("sweep.pruner.name=percentile", "sweep.pruner.percentile=30",
+                               "sweep.pruner.n_warmup_steps=4").cfg)
+    assert type(cut) is optuna.pruners.PercentilePruner
+    assert (cut._percentile, cut._n_warmup_steps, cut._n_startup_trials) == (30.0, 4, 3)
     assert isinstance(make_pruner(plan_for("sweep.pruner.name=hyperband").cfg), optuna.pruners.HyperbandPruner)
     assert isinstance(make_pruner(plan_for("sweep.pruner.name=none").cfg), optuna.pruners.NopPruner)
 
