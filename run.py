@@ -23,7 +23,7 @@ USER_FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR")  # the user's wish: Hydra's
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     _restore_full_error()  # composed: errors of the run itself get Hydra's usual report
-    prestart(cfg)  # the tracking process imports MLflow (~1.5 s CPU) while this one imports the rest
+    prestart(cfg)  # the tracking process imports MLflow and its plotting (~2 s CPU) while this one imports the rest
     from experiments.cli import run
 
     _mask_saved_config()

@@ -138,7 +138,7 @@ def _serve(reader, writer, report, settings: Settings) -> None:
             try:
                 message = inbox.get(timeout=0.05)
             except queue.Empty:
-                store.warm_up()  # idle: import what the end of the study needs
+                store.warm_up()  # idle (before the first record, when prestarted): import MLflow, plots
                 continue
             if message is None or message[0] == "close":
                 closed = message is not None
