@@ -17,7 +17,7 @@ What it runs (each study from scratch in its own temp dir, N trials, default N =
             (``tracking=none``). Best validation accuracy is read from the journal: the highest
             ``val_accuracy`` of a complete trial.
 - overhead  the default study with ``sweep.n_workers=1`` (tracking on, and off): every finished
-            trial's config recomposed with ``experiments.sweep.compose_trial`` and trained bare by
+            trial's config recomposed with ``experiments.composition.compose_trial`` and trained bare by
             ``experiments.trainer.train_config`` (pruned ones for the epochs they ran, diverged ones
             until they diverge), summed; ratio = study wall time (whole process) / that sum.
 - workers   the same N configurations with 1 and 2 workers (``pruner.name=none``, tracking off):
@@ -140,9 +140,9 @@ def replay_bare(run: dict) -> tuple[float, float, bool]:
     from threadpoolctl import threadpool_limits
 
     import nncore
+    from experiments.composition import compose_trial, make_plan
     from experiments.config import register_configs, split_seed
     from experiments.data import load_dataset
-    from experiments.sweep import compose_trial, make_plan
     from experiments.trainer import train_config
 
     S = states()

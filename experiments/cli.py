@@ -9,18 +9,17 @@ from tqdm import tqdm
 
 import nncore
 
+from .composition import SweepError, make_plan
 from .config import OPTIMIZER_SCHEMAS, Config, ConfigError, resolve_task, split_seed, validate
 from .data import DataError, load_dataset
 from .search_space import SearchSpaceError
 from .storage import describe, mask_password
 from .sweep import (
     INTERRUPTED,
-    SweepError,
     connect,
     count_failures,
     fail_dead_trials,
     grid_size,
-    make_plan,
     open_study,
     run_workers,
     study_counts,

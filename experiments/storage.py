@@ -32,7 +32,7 @@ from contextlib import contextmanager, nullcontext, suppress
 import optuna
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
-from optuna.storages.journal._file import get_lock_file
+from optuna.storages.journal._file import BaseJournalFileLock, get_lock_file
 from optuna.storages.journal._storage import JournalOperation
 
 HEARTBEAT_INTERVAL = 10  # seconds between two heartbeats of a running trial (RDB storages)
@@ -46,26 +46,61 @@ UNSYNCED = frozenset({JournalOperation.SET_TRIAL_PARAM, JournalOperation.SET_TRI
                       JournalOperation.SET_TRIAL_USER_ATTR, JournalOperation.SET_TRIAL_SYSTEM_ATTR})
 
 
+class JournalFlock(BaseJournalFileLock):
+    """The journal's write lock as an ``flock`` on the journal file itself, in place of Optuna's
+    symlink lock: the kernel frees it when its process dies (a symlink lock stays behind), and it
+    costs one system call each way instead of three file creations and removals (0.02 against
+    0.12 ms a write after an epoch's training, ~40 writes a trial). Every process of the harness
+    takes it; any other Optuna writer (a dashboard) appends whole lines in one ``write`` each.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fd, self._pid = -1, -1
+
+    def fd(self) -> int:
+        """This process's append descriptor of the journal. A forked child opens its own: an ``flock``
+        belongs to the open file, so a child using its parent's would not exclude the parent."""
+        if self._pid != os.getpid():
+            self._fd, self._pid = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666), os.getpid()
+        return self._fd
+
+    def acquire(self) -> bool:
+        fcntl.flock(self.fd(), fcntl.LOCK_EX)
+        return True
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def __del__(self) -> None:
+        if self._pid == os.getpid():
+            os.close(self._fd)
+
+
 class TrialSyncedJournalBackend(JournalFileBackend):
-    """Optuna's journal file, ``fsync``-ed once per trial state change rather than on every write.
+    """Optuna's journal file, ``fsync``-ed once per trial state change rather than on every write,
+    locked by :class:`JournalFlock`.
 
     Optuna's backend calls ``fsync`` after each append: ~40 a trial (a parameter, an epoch's
     reported value, a user attribute each), 2 ms apiece here, a quarter of a default study's time.
-    The writes that only fill in a running trial are appended and flushed (every process on the
-    machine reads them at once) but synced with the trial's next state change (its ``tell``), whose
-    ``fsync`` makes the whole file durable. A power cut can lose only the unfinished trial's
-    details, which a restart discards with the trial anyway (it is failed as dead and run again).
+    The writes that only fill in a running trial are appended (every process on the machine reads
+    them at once) but synced with the trial's next state change (its ``tell``), whose ``fsync``
+    makes the whole file durable. A power cut can lose only the unfinished trial's details, which
+    a restart discards with the trial anyway (it is failed as dead and run again).
     """
 
+    def __init__(self, file_path: str):
+        super().__init__(file_path, JournalFlock(file_path))
+
     def append_logs(self, logs: list[dict]) -> None:
-        with sigint_deferred():  # Ctrl-C inside the lock's release would leave the journal locked
+        with sigint_deferred():  # a Ctrl-C between the lines would leave half a record
             if any(log["op_code"] not in UNSYNCED for log in logs):
                 super().append_logs(logs)
                 return
+            data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode()
             with get_lock_file(self._lock):
-                with open(self._file_path, "ab") as f:
-                    f.write(("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode())
-                    f.flush()
+                while data:
+                    data = data[os.write(self._lock.fd(), data):]
 
 
 @contextmanager

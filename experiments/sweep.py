@@ -19,30 +19,24 @@ run there, so that the trial of a worker that dies last is retried too.
 import math
 import multiprocessing
 import os
-import pickle
 import socket
 import threading
 import time
 import traceback
 import warnings
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from multiprocessing.connection import wait as wait_for
 
 import optuna
-from hydra import compose
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import ConfigCompositionException
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+from omegaconf import DictConfig
 from threadpoolctl import threadpool_limits
 
 import nncore
 
-from .config import ConfigError, split_seed, validate
+from .composition import SweepError, SweepPlan, compose_trial
+from .config import ConfigError, split_seed
 from .data import load_dataset
-from .search_space import SearchSpaceError, as_overrides, grid_of, parse_search_space, suggest
+from .search_space import grid_of, suggest
 from .storage import StorageError, claim_lock, describe, open_storage, scrub
 from .tracking import make_tracker
 from .trainer import train_config
@@ -51,81 +45,6 @@ INTERRUPTED = "interrupted (Ctrl-C)"
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 S = optuna.trial.TrialState
 WAIT_POLL = 1.0  # seconds between looks at the study of a worker waiting for the others' trials to end
-
-
-class SweepError(RuntimeError):
-    """A sweep that cannot start or must stop; the message is one line."""
-
-
-@dataclass
-class SweepPlan:
-    """What every worker needs to run trials of one study (picklable)."""
-
-    cfg: DictConfig                # the composed base config
-    base_overrides: list[str]      # the user's overrides, minus the searched keys
-    space: dict                    # key -> optuna distribution
-    fixed: dict[str, str] = field(default_factory=dict)
-    composed: dict = field(default_factory=dict, repr=False)  # compose_trial's cache, per process
-    groups: dict = field(default_factory=dict, repr=False)    # key -> is a config group (cache)
-
-    @property
-    def directions(self) -> list[str]:
-        return list(self.cfg.sweep.objective.directions)
-
-    @property
-    def metrics(self) -> list[str]:
-        return list(self.cfg.sweep.objective.metrics)
-
-
-def make_plan(cfg: DictConfig, overrides: list[str]) -> SweepPlan:
-    """Parse the search space and keep the user's overrides that the space does not sample."""
-    space, fixed = parse_search_space(OmegaConf.to_container(cfg.sweep.params, resolve=True))
-    parser = OverridesParser.create()
-    parsed = [parser.parse_override(o) for o in overrides]
-    if any(o.key_or_group == "sweep.params" and not o.is_delete() and o.value() == {} for o in parsed):
-        raise SearchSpaceError("sweep.params={}: an empty search space cannot be searched (and Hydra merges {} into "
-                               "the configured space, changing nothing); name at least one key to search")
-    searched = set(space) | set(fixed)
-    kept = [o for o, p in zip(overrides, parsed) if p.key_or_group not in searched]
-    plan = SweepPlan(cfg, kept, space, fixed)
-    if cfg.sweep.sampler.name == "grid":
-        grid_of(space)
-    if len(plan.metrics) > 1 and cfg.sweep.pruner.name != "none":
-        raise SweepError("pruning needs a single objective: set sweep.pruner.name=none for several metrics")
-    return plan
-
-
-def compose_trial(plan: SweepPlan, values: dict) -> DictConfig:
-    """The validated config of one trial: base overrides + fixed + sampled values.
-
-    Hydra composes base + fixed + the sampled group choices (``optimizer=adam``) once per
-    combination of choices (a composition costs ~0.1 s, as much as a short trial); the sampled
-    plain values are then set on a copy as Hydra sets them, with ``OmegaConf.update(merge=True)``.
-    """
-    parser = OverridesParser.create()
-    groups, settings = [], []
-    for text in as_overrides(values):
-        override = parser.parse_override(text)
-        name = override.key_or_group
-        if name not in plan.groups:
-            plan.groups[name] = bool(GlobalHydra.instance().config_loader().get_group_options(name))
-        via_hydra = (plan.groups[name] or override.is_sweep_override() or override.is_add() or override.is_delete()
-                     or override.is_force_add())
-        (groups if via_hydra else settings).append(override)
-    key = tuple(o.input_line for o in groups)
-    if key not in plan.composed:
-        plan.composed[key] = compose(config_name="config", overrides=plan.base_overrides + as_overrides(plan.fixed)
-                                     + list(key))
-    cfg = pickle.loads(pickle.dumps(plan.composed[key]))  # a deep copy at a third of copy.deepcopy's cost
-    for override in settings:
-        try:
-            OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
-        except (ConfigAttributeError, ConfigKeyError) as err:
-            raise ConfigCompositionException(f"Could not override '{override.key_or_group}'.") from err
-        except OmegaConfBaseException as err:
-            raise ConfigCompositionException(f"Error merging override {override.input_line}") from err
-    validate(cfg)
-    return cfg
 
 
 def make_sampler(cfg: DictConfig, plan: SweepPlan, worker: int) -> optuna.samplers.BaseSampler:
@@ -356,6 +275,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker
     values = suggest(trial, plan.space)
     metric = plan.metrics[0]  # once: reading the config costs ~0.2 ms, an epoch on digits ~10 ms
     single = len(plan.metrics) == 1 and metric != "n_params"
+    warm_up = plan.cfg.sweep.pruner.n_warmup_steps  # no pruner of ours prunes before it: not asked then
     pruned_at = []
     try:
         cfg = compose_trial(plan, values)
@@ -368,7 +288,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker
             if not single:
                 return False
             trial.report(getattr(metrics, metric), metrics.epoch)
-            if trial.should_prune():
+            if metrics.epoch >= warm_up and trial.should_prune():
                 pruned_at.append(metrics.epoch)
             return bool(pruned_at)
 
