@@ -16,6 +16,8 @@ What it measures:
    user + sys) and their ratios. Twice: as configured (2 workers: TPE and the pruner then depend
    on timing, so the two sides train different trials and the spread is wide), and with
    ``sweep.n_workers=1``, where both sides train the same trials (checked: the line says so).
+   Each run's wall time is split at its first trial's start and its last trial's end (from the
+   journal): start-up, trials, and what follows (the summary; with tracking, the study's plots).
 
 Run it (about 4 minutes on 2 cores)::
 
@@ -96,17 +98,18 @@ def _journal(path: str):
     return JournalStorage(JournalFileBackend(os.path.abspath(path)))
 
 
-def study_run(tracking_on: bool, overrides: list[str]) -> tuple[float, float, int]:
-    """Wall and CPU seconds of ``python run.py OVERRIDES`` from an empty temp dir, and a hash
-    of the trials it ran (numbers, states, sampled values)."""
+def study_run(tracking_on: bool, overrides: list[str]) -> tuple[float, float, int, tuple[float, float, float]]:
+    """Wall and CPU seconds of ``python run.py OVERRIDES`` from an empty temp dir, a hash of the
+    trials it ran (numbers, states, sampled values), and its wall time in three phases: before the
+    first trial starts, first trial start to last trial end, after the last trial (summary, plots)."""
     import optuna
 
     with tempfile.TemporaryDirectory() as tmp:
         args = [sys.executable, str(ROOT / "run.py"), *overrides] + ([] if tracking_on else ["tracking=none"])
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
+        start, started = time.perf_counter(), time.time()
         proc = subprocess.run(args, cwd=tmp, capture_output=True, text=True)
-        seconds = time.perf_counter() - start
+        seconds, ended = time.perf_counter() - start, time.time()
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         if proc.returncode != 0:
             raise SystemExit(f"run.py failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
@@ -114,8 +117,14 @@ def study_run(tracking_on: bool, overrides: list[str]) -> tuple[float, float, in
             print("  " + proc.stderr.strip().splitlines()[-1])
         study = optuna.load_study(study_name="digits-default", storage=_journal(os.path.join(tmp, "optuna.journal")))
         trials = hash(tuple((t.number, t.state.name, tuple(sorted(t.params.items()))) for t in study.trials))
+        first = min(t.datetime_start for t in study.trials).timestamp()
+        last = max(t.datetime_complete for t in study.trials).timestamp()
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return seconds, cpu, trials
+    return seconds, cpu, trials, (first - started, last - first, ended - last)
+
+
+def _phases(phases: tuple[float, float, float]) -> str:
+    return " / ".join(f"{p:.1f}" for p in phases) + " s"
 
 
 def compare(label: str, overrides: list[str], repeats: int) -> None:
@@ -128,6 +137,8 @@ def compare(label: str, overrides: list[str], repeats: int) -> None:
         same.append(off[-1][2] == on[-1][2])
         print(f"   run {i + 1}: tracking off {off[-1][0]:.1f} s ({off[-1][1]:.1f} s CPU), "
               f"on {on[-1][0]:.1f} s ({on[-1][1]:.1f} s CPU); same trials: {'yes' if same[-1] else 'no'}")
+        print("          before the first trial / trials / after the last: off " + _phases(off[-1][3])
+              + ", on " + _phases(on[-1][3]))
     wall = statistics.median(r[0] for r in on) / statistics.median(r[0] for r in off)
     cpu = statistics.median(r[1] for r in on) / statistics.median(r[1] for r in off)
     print(f"   median: off {statistics.median(r[0] for r in off):.1f} s, on {statistics.median(r[0] for r in on):.1f} s"

@@ -193,14 +193,16 @@ def prestart(cfg: DictConfig, overrides: list[str]) -> None:
     process = multiprocessing.get_context("fork").Process(target=_compose_ahead, args=(cfg, overrides, folder),
                                                           name="composer", daemon=True)
     process.start()
-    if _prestarted is None:
-        atexit.register(_end_prestarted)
     _prestarted = Composer(list(overrides), folder, process, os.getpid())
+    atexit.unregister(_end_prestarted)  # registered once
+    atexit.register(_end_prestarted)
 
 
 def _end_prestarted() -> None:
+    global _prestarted
     if _prestarted is not None:
         _prestarted.end()
+        _prestarted = None
 
 
 def _compose_ahead(cfg: DictConfig, overrides: list[str], folder: str) -> None:

@@ -1,7 +1,7 @@
 """The Optuna study: claim trials up to ``sweep.n_trials``, train each, report, prune, record.
 
 Every trial turns its sampled values into Hydra overrides and composes its own validated
-config, so ``optimizer=adam`` brings Adam's defaults along. Workers are processes (forked
+config (experiments.composition), so ``optimizer=adam`` brings Adam's defaults along. Workers are processes (forked
 from the launching one, so data are loaded once); any number of ``run.py`` processes can
 share one study, on one machine (journal file) or many (PostgreSQL): a lock around "count,
 then ask" (experiments.storage.exclusive) keeps the study's total exact.

@@ -5,6 +5,7 @@ few at a time in one module fixture. Bad input (each a short process that must f
 tests/test_bad_input.py's; composition of every group option and preset is tests/test_config.py's.
 """
 
+import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +22,10 @@ QUICK = ["experiment=quick", "tracking=none"]  # study "moons-quick": a few shor
 
 
 def run_py(cwd: Path, *overrides: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``python run.py OVERRIDES`` launched from ``cwd``."""
+    """``python run.py OVERRIDES`` launched from ``cwd``, with its temporary files in ``cwd/tmp``."""
+    (cwd / "tmp").mkdir(exist_ok=True)
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env={**os.environ, "TMPDIR": str(cwd / "tmp")})
 
 
 def explain(proc: subprocess.CompletedProcess) -> str:
@@ -70,6 +72,7 @@ def test_a_short_sweep_end_to_end(runs):
     assert f"optuna study: {cwd / 'optuna.journal'} (study_name=moons-quick)" in proc.stdout
     assert "study moons-quick: " in proc.stdout
     assert not (cwd / "mlflow.db").exists()  # tracking=none
+    assert not list((cwd / "tmp").iterdir())  # the configs composed ahead went with the run
 
 
 def test_help_lists_the_config_groups(runs):

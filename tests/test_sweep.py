@@ -143,6 +143,37 @@ def test_compose_trial_equals_hydras_own_composition(hydra_conf, overrides):
     assert len(plan.composed) <= 7 * 2  # one composition per group choice, not per trial
 
 
+def test_the_configs_of_the_searched_group_options_are_composed_ahead_by_another_process(hydra_conf, monkeypatch):
+    from experiments import composition
+
+    overrides = ["tracking=none", "train.batch_size=8"]
+    cfg = compose(config_name="config", overrides=overrides)
+    composition.prestart(OmegaConf.merge(cfg, {"mode": "train"}), overrides)
+    assert composition._prestarted is None  # one training run searches nothing
+    composition.prestart(cfg, overrides)
+    composer = composition._prestarted
+    composer.process.join(60)
+    folder = Path(composer.folder)
+    plan = make_plan(cfg, overrides)
+    assert plan.precomposed == str(folder)
+    assert composition.group_choices(plan) == [(f"optimizer={name}",) for name in plan.space["optimizer"].choices]
+    assert len(list(folder.glob("*.pkl"))) == 7 and not list(folder.glob("*.part"))
+    assert make_plan(cfg, ["tracking=none"]).precomposed is None  # other overrides: other configs
+
+    def composing(*args, **kwargs):
+        raise AssertionError("composed again in this process")
+
+    monkeypatch.setattr(composition, "compose", composing)
+    values = {"optimizer": "nadam", "optimizer.lr": 0.02, "model.depth": 2, "model.width": 64,
+              "model.activation": "tanh", "model.dropout": 0.1, "train.batch_size": 32, "train.epochs": 30}
+    fast = compose_trial(plan, values)
+    monkeypatch.undo()
+    full = compose(config_name="config", overrides=plan.base_overrides + as_overrides(values))
+    assert repr(fast) == repr(full) and OmegaConf.get_type(fast.optimizer) is OmegaConf.get_type(full.optimizer)
+    composition._end_prestarted()
+    assert not folder.exists() and composition._prestarted is None
+
+
 def test_compose_trial_fails_like_hydra_on_a_key_the_group_lacks(hydra_conf):
     plan = plan_for(*QUICK, "sweep.params={optimizer: adam}",
                     '+sweep.params={optimizer.momentum: "interval(0.1, 0.9)"}')
