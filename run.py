@@ -25,8 +25,8 @@ USER_FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR")  # the user's wish: Hydra's
 def main(cfg: DictConfig) -> None:
     _restore_full_error()  # composed: errors of the run itself get Hydra's usual report
     overrides = list(HydraConfig.get().overrides.task)
-    prestart(cfg)  # the tracking process imports MLflow and its plotting (~2 s CPU) while this one imports the rest
-    composition.prestart(cfg, overrides)  # and another composes each searched group option's config (~0.1 s each)
+    composition.prestart(cfg, overrides)  # a process composes each searched group option's config (~0.1 s each),
+    prestart(cfg, after=composition.composing())  # then the tracking process imports MLflow and plotting (~2 s)
     from experiments.cli import run
 
     _mask_saved_config()

@@ -90,10 +90,13 @@ def compose_trial(plan: SweepPlan, values: dict) -> DictConfig:
     """
     groups, settings = [], []
     for key, value in values.items():
+        if key not in plan.via_hydra:  # a key from outside the space
+            plan.via_hydra[key] = _via_hydra(key)
+        text = as_overrides({key: value})[0]
         if type(value) in (int, float) and not plan.via_hydra[key]:
-            settings.append((key, value, key))  # a number parses back to itself: no parsing needed
+            settings.append((key, value, text))  # a number parses back to itself: no parsing needed
             continue
-        override = _parse(plan, as_overrides({key: value})[0])
+        override = _parse(plan, text)
         if plan.via_hydra[key] or override.is_sweep_override():
             groups.append(override.input_line)
         else:
@@ -166,6 +169,7 @@ class Composer:
     folder: str
     process: multiprocessing.Process
     owner: int
+    done: object  # a multiprocessing.Event, set when the process has composed everything it will
 
     def end(self) -> None:
         """Stop the process if it still runs and remove its folder (only the launching process)."""
@@ -189,13 +193,18 @@ def prestart(cfg: DictConfig, overrides: list[str]) -> None:
         return
     if _prestarted is not None:  # a --multirun job before this one
         _prestarted.end()
-    folder = tempfile.mkdtemp(prefix="run-py-configs-")
-    process = multiprocessing.get_context("fork").Process(target=_compose_ahead, args=(cfg, overrides, folder),
-                                                          name="composer", daemon=True)
+    folder, ctx = tempfile.mkdtemp(prefix="run-py-configs-"), multiprocessing.get_context("fork")
+    done = ctx.Event()
+    process = ctx.Process(target=_compose_ahead, args=(cfg, overrides, folder, done), name="composer", daemon=True)
     process.start()
-    _prestarted = Composer(list(overrides), folder, process, os.getpid())
+    _prestarted = Composer(list(overrides), folder, process, os.getpid(), done)
     atexit.unregister(_end_prestarted)  # registered once
     atexit.register(_end_prestarted)
+
+
+def composing():
+    """The prestarted composer's ``done`` event (``multiprocessing.Event``); None without one."""
+    return None if _prestarted is None else _prestarted.done
 
 
 def _end_prestarted() -> None:
@@ -205,8 +214,15 @@ def _end_prestarted() -> None:
         _prestarted = None
 
 
-def _compose_ahead(cfg: DictConfig, overrides: list[str], folder: str) -> None:
+def _compose_ahead(cfg: DictConfig, overrides: list[str], folder: str, done) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launching process's to handle
+    try:
+        _compose_all(cfg, overrides, folder)
+    finally:
+        done.set()
+
+
+def _compose_all(cfg: DictConfig, overrides: list[str], folder: str) -> None:
     try:
         plan = make_plan(cfg, overrides)
     except (SearchSpaceError, SweepError, HydraException):

@@ -17,10 +17,12 @@ import os
 import queue
 import signal
 import threading
+import time
 from dataclasses import dataclass
 
 from .storage import mask_password, sigint_deferred
 
+PATIENCE = 3.0  # seconds the prestarted process waits for the composer before its own imports
 _prestarted: Link | None = None
 
 
@@ -31,12 +33,16 @@ def settings_of(cfg) -> Settings:
                     str(tracking.experiment or cfg.study_name), bool(tracking.log_plots))
 
 
-def prestart(cfg) -> None:
+def prestart(cfg, after=None) -> None:
     """Fork the tracking process of ``cfg`` now (nothing when tracking is off); the first
-    ``MlflowTracker`` with the same settings takes it (``take``). One left untaken ends at exit."""
+    ``MlflowTracker`` with the same settings takes it (``take``). One left untaken ends at exit.
+
+    ``after``: an event (``multiprocessing.Event``) the process waits for, at most ``PATIENCE``
+    seconds, before its imports, unless a record comes first: the composer's (experiments.composition),
+    so that the launching process does not share its core with two others while it starts up."""
     global _prestarted
     if cfg.tracking.enabled and _prestarted is None:
-        _prestarted = Link(settings_of(cfg))
+        _prestarted = Link(settings_of(cfg), after)
         atexit.register(_end_untaken)
 
 
@@ -77,12 +83,12 @@ class Settings:
 class Link:
     """The tracking process and the pipe to it. Forked children of the owner may send too."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, after=None):
         ctx = multiprocessing.get_context("fork")
         reader, self._writer = ctx.Pipe(duplex=False)
         self._report, report_writer = ctx.Pipe(duplex=False)
         self._lock = ctx.Lock()
-        self.process = ctx.Process(target=_serve, args=(reader, self._writer, report_writer, settings),
+        self.process = ctx.Process(target=_serve, args=(reader, self._writer, report_writer, settings, after),
                                    name="mlflow-tracking", daemon=True)
         self.process.start()
         reader.close()
@@ -121,8 +127,9 @@ class Link:
 
 
 # ---------------------------------------------------------------------------- the tracking process
-def _serve(reader, writer, report, settings: Settings) -> None:
-    """The tracking process: write each message to MLflow in order; report at the end."""
+def _serve(reader, writer, report, settings: Settings, after=None) -> None:
+    """The tracking process: write each message to MLflow in order; report at the end. Idle, it
+    imports what it will need, once ``after`` (see ``prestart``) is set or has been waited for long enough."""
     writer.close()  # the sender's end: without this copy, the pipe ends when every sender is gone
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the trials; this process drains
     signal.signal(signal.SIGTERM, _exit_on_term)
@@ -133,12 +140,14 @@ def _serve(reader, writer, report, settings: Settings) -> None:
     threading.Thread(target=_pump, args=(reader, inbox), daemon=True).start()  # the pipe never fills
     store = _Recorder(settings)
     closed = False  # True: the owner asked to close; False: it died (or this process was terminated)
+    patience = time.monotonic() + PATIENCE
     try:
         while True:
             try:
                 message = inbox.get(timeout=0.05)
             except queue.Empty:
-                store.warm_up()  # idle (before the first record, when prestarted): import MLflow, plots
+                if after is None or after.is_set() or time.monotonic() > patience:
+                    store.warm_up()  # idle (before the first record, when prestarted): import MLflow, plots
                 continue
             if message is None or message[0] == "close":
                 closed = message is not None

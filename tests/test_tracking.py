@@ -7,6 +7,7 @@ on 127.0.0.1, started in the background when this module starts and stopped at i
 """
 
 import http.server
+import multiprocessing
 import os
 import sqlite3
 import subprocess
@@ -165,7 +166,7 @@ def test_run_py_forks_the_tracking_process_early_and_the_tracker_takes_it(tmp_pa
                                                             "experiment": None, "log_plots": False}})
     tp.prestart(OmegaConf.merge(cfg, {"tracking": {"enabled": False}}))
     assert tp._prestarted is None  # tracking off: no process
-    tp.prestart(cfg)
+    tp.prestart(cfg, after=multiprocessing.get_context("fork").Event())  # never set: records still come first
     early = tp._prestarted
     assert early.process.is_alive()
     assert tp.take(tp.settings_of(cfg)) is early and tp._prestarted is None  # taken once
