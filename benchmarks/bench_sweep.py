@@ -19,7 +19,10 @@ What it runs (each study from scratch in its own temp dir, N trials, default N =
 - overhead  the default study with ``sweep.n_workers=1`` (tracking on, and off): every finished
             trial's config recomposed with ``experiments.composition.compose_trial`` and trained bare by
             ``experiments.trainer.train_config`` (pruned ones for the epochs they ran, diverged ones
-            until they diverge), summed; ratio = study wall time (whole process) / that sum.
+            until they diverge), summed; ratio = the study's span (its first trial's start to its
+            last trial's end) / that sum, the whole process's printed too. The machine's speed
+            drifts by ~10% over a minute, so each study is replayed right after it ran, the pair
+            ``--overhead-runs`` times (default 3), and the median ratio counts.
 - workers   the same N configurations with 1 and 2 workers (``pruner.name=none``, tracking off):
             the grid sampler over a discrete copy of the default space (lr and dropout as
             choices), whose trial k is grid point k whatever the number of workers. Throughput:
@@ -43,6 +46,7 @@ import math
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -282,6 +286,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=50, help="trials per study (default 50)")
     parser.add_argument("--prune-seeds", type=int, default=6, help="TPE seeds 0..K-1 of the pruning comparison "
                         "(default 6; seed 0 is the default study)")
+    parser.add_argument("--overhead-runs", type=int, default=3, help="study + bare replay pairs per side of the "
+                        "overhead figure (default 3; the median counts)")
     parser.add_argument("--peer", nargs=2, metavar=("N", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer:
@@ -306,13 +312,17 @@ def main() -> None:
         on = run_ours(tmp / "on", base)
         print("[3/8] ours: python run.py tracking=none ...", flush=True)
         off = run_ours(tmp / "off", base + OFF)
-        print("[4/8] overhead: 1 worker, tracking on / off, then bare replays ...", flush=True)
-        one_on = run_ours(tmp / "one_on", base + ONE)
-        one_off = run_ours(tmp / "one_off", base + ONE + OFF)
+        print(f"[4/8] overhead: 1 worker, tracking on / off, each replayed bare, {args.overhead_runs} times ...",
+              flush=True)
+        overhead = {"on": [], "off": []}  # (study, (bare wall, bare cpu, same values)) per run
+        for i in range(args.overhead_runs):
+            for side, extra in (("on", []), ("off", OFF)):
+                study = run_ours(tmp / f"one_{side}{i}", base + ONE + extra)
+                overhead[side].append((study, replay_bare(study)))
+        one_on, one_off = overhead["on"][0][0], overhead["off"][0][0]
         cpu0 = children_cpu()
-        startup = start_up(tmp / "one_off", base + ONE + OFF)
+        startup = start_up(tmp / "one_off0", base + ONE + OFF)
         startup_cpu = children_cpu() - cpu0
-        (bare_on, bare_cpu_on, same_on), (bare_off, bare_cpu_off, same_off) = replay_bare(one_on), replay_bare(one_off)
         print("[5/8] workers: 1 worker ...", flush=True)
         w1 = run_ours(tmp / "w1", base + ONE + OFF + NO_PRUNING + DISCRETE)
         print("[6/8] workers: 2 workers ...", flush=True)
@@ -359,16 +369,23 @@ def main() -> None:
     print(f"  tracking off: {peer['wall'] / off['wall']:.2f}x ({default_workers} workers), "
           f"{peer['wall'] / one_off['wall']:.2f}x (1 worker)")
 
-    ov_on, ov_off = one_on["span"] / bare_on, one_off["span"] / bare_off
-    print("\nHarness overhead (1 worker): the study's wall time / bare train_config time of the same trials")
-    print(f"  bare replays: {bare_on:.1f} s (tracking-on study's trials), {bare_off:.1f} s (tracking off); "
-          f"they end on the values the studies recorded: {same_on and same_off}")
-    print(f"  study (journal: first trial start to last trial end): {one_on['span']:.1f} s on, "
-          f"{one_off['span']:.1f} s off -> {ov_on:.3f} on, {ov_off:.3f} off")
-    print(f"  whole process (+ start-up {startup:.1f} s: imports, open, summary): {one_on['wall'] / bare_on:.3f} on, "
-          f"{one_off['wall'] / bare_off:.3f} off")
-    cpu_on, cpu_off = (one_on["cpu"] - startup_cpu) / bare_cpu_on, (one_off["cpu"] - startup_cpu) / bare_cpu_off
-    print(f"  CPU time, start-up ({startup_cpu:.1f} s) taken out: {cpu_on:.3f} on, {cpu_off:.3f} off")
+    print("\nHarness overhead (1 worker): the study's span (journal: first trial start to last trial end) / the bare")
+    print("train_config time of the same trials, replayed right after the study; also the whole process (start-up")
+    print(f"{startup:.1f} s: imports, open, summary) and its CPU time (start-up's {startup_cpu:.1f} s taken out) "
+          "over the same")
+    ratios = {}
+    for side in ("on", "off"):
+        spans, walls, cpus = [], [], []
+        for study, (bare, bare_cpu, same) in overhead[side]:
+            spans.append(study["span"] / bare)
+            walls.append(study["wall"] / bare)
+            cpus.append((study["cpu"] - startup_cpu) / bare_cpu)
+            print(f"  tracking {side:<3}: study span {study['span']:.1f} s / bare {bare:.1f} s = {spans[-1]:.3f}; "
+                  f"whole process {walls[-1]:.3f}; CPU {cpus[-1]:.3f}; replay ends on the recorded values: {same}")
+        ratios[side] = statistics.median(spans)
+        print(f"  tracking {side:<3}: median {ratios[side]:.3f} (whole process {statistics.median(walls):.3f}, "
+              f"CPU {statistics.median(cpus):.3f})")
+    ov_on, ov_off = ratios["on"], ratios["off"]
 
     tps1, tps2 = w1["n"] / w1["span"], w2["n"] / w2["span"]
     print("\nThroughput (grid sampler: the same configurations in both; pruner none, tracking off): trials per")
