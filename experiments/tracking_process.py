@@ -132,7 +132,7 @@ def _serve(reader, writer, report, settings: Settings, after=None) -> None:
     imports what it will need, once ``after`` (see ``prestart``) is set or has been waited for long enough."""
     writer.close()  # the sender's end: without this copy, the pipe ends when every sender is gone
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the trials; this process drains
-    signal.signal(signal.SIGTERM, _exit_on_term)
+    signal.signal(signal.SIGTERM, _exit_at_once)  # until the first record: nothing to close
     from .tracking import _quiet_mlflow, _Recorder  # here: the launching process need not import MLflow's side
 
     _quiet_mlflow()
@@ -152,6 +152,8 @@ def _serve(reader, writer, report, settings: Settings, after=None) -> None:
             if message is None or message[0] == "close":
                 closed = message is not None
                 break
+            if not store.count:  # the first record: from now on a SIGTERM ends the open runs first
+                signal.signal(signal.SIGTERM, _exit_on_term)
             store.handle(message)
     finally:
         store.finish(closed)
@@ -171,3 +173,9 @@ def _pump(reader, inbox: queue.SimpleQueue) -> None:
 
 def _exit_on_term(signum, frame) -> None:
     raise SystemExit(143)
+
+
+def _exit_at_once(signum, frame) -> None:
+    """SIGTERM before any record (an untaken prestarted process is stopped so): leave now. An
+    exception raised in the middle of an import could be printed as "ignored" on the user's terminal."""
+    os._exit(143)
