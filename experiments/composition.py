@@ -3,23 +3,22 @@
 Hydra composes the config of each combination of sampled config groups (``optimizer=adam``) once
 per process (~0.1 s each, as much as a short trial); the sampled plain values are then set on a
 copy as Hydra sets them. ``prestart`` lets run.py fork a process that composes every such
-combination while run.py itself still starts up; the trials then read them from a folder.
+combination while run.py itself still starts up, and hands them over through a pipe.
 This module imports neither scikit-learn nor the tracking code: run.py loads it before forking.
 """
 
 from __future__ import annotations
 
 import atexit
-import hashlib
 import itertools
 import multiprocessing
 import os
 import pickle
-import shutil
 import signal
-import tempfile
+import time
+from contextlib import suppress
 from dataclasses import dataclass, field
-from pathlib import Path
+from multiprocessing.connection import Connection
 
 from hydra import compose
 from hydra.core.global_hydra import GlobalHydra
@@ -33,6 +32,7 @@ from .config import validate
 from .search_space import SearchSpaceError, as_overrides, grid_of, parse_search_space
 
 MAX_PRECOMPOSED = 32  # combinations of group options composed ahead; a larger product is left to the trials
+COLLECT_WAIT = 2.0  # seconds run_workers waits for the composer's last configs (~0.1 s each; it started first)
 
 
 class SweepError(RuntimeError):
@@ -48,7 +48,7 @@ class SweepPlan:
     space: dict                    # key -> optuna distribution
     fixed: dict[str, str] = field(default_factory=dict)
     via_hydra: dict[str, bool] = field(default_factory=dict)  # searched key -> set by Hydra's composition
-    precomposed: str | None = None  # the folder the prestarted composer writes to (None: compose here)
+    precomposed: bool = False  # a composer prestarted with the same overrides composes ahead (``prestart``)
     composed: dict = field(default_factory=dict, repr=False)  # group overrides -> pickled config, per process
     parsed: dict = field(default_factory=dict, repr=False)     # override text -> Hydra's parse (cache)
 
@@ -76,8 +76,8 @@ def make_plan(cfg: DictConfig, overrides: list[str]) -> SweepPlan:
         grid_of(space)
     if len(plan.metrics) > 1 and cfg.sweep.pruner.name != "none":
         raise SweepError("pruning needs a single objective: set sweep.pruner.name=none for several metrics")
-    if _prestarted is not None and _prestarted.overrides == overrides:
-        plan.precomposed = _prestarted.folder
+    plan.precomposed = _prestarted is not None and _prestarted.overrides == overrides
+    collect(plan)
     return plan
 
 
@@ -103,8 +103,9 @@ def compose_trial(plan: SweepPlan, values: dict) -> DictConfig:
             settings.append((override.key_or_group, override.value(), override.input_line))
     key = tuple(groups)
     if key not in plan.composed:
-        plan.composed[key] = _precomposed(plan, key) or pickle.dumps(compose(config_name="config",
-                                                                             overrides=_overrides(plan, key)))
+        collect(plan)  # what the composer sent since
+    if key not in plan.composed:
+        plan.composed[key] = pickle.dumps(compose(config_name="config", overrides=_overrides(plan, key)))
     cfg = pickle.loads(plan.composed[key])  # a deep copy at a third of copy.deepcopy's cost
     for name, value, line in settings:
         try:
@@ -134,20 +135,6 @@ def _overrides(plan: SweepPlan, groups: tuple[str, ...]) -> list[str]:
     return plan.base_overrides + as_overrides(plan.fixed) + list(groups)
 
 
-def _file_name(overrides: list[str]) -> str:
-    return hashlib.sha256("\n".join(overrides).encode()).hexdigest()[:32] + ".pkl"
-
-
-def _precomposed(plan: SweepPlan, groups: tuple[str, ...]) -> bytes | None:
-    """The pickled config the prestarted composer wrote for these group choices, if it has yet."""
-    if plan.precomposed is None:
-        return None
-    try:
-        return (Path(plan.precomposed) / _file_name(_overrides(plan, groups))).read_bytes()
-    except FileNotFoundError:
-        return None
-
-
 def group_choices(plan: SweepPlan) -> list[tuple[str, ...]]:
     """Every combination of the options of the searched config groups, as ``compose_trial`` keys
     (``[("optimizer=sgd",), ...]`` for the default space; ``[()]`` when no group is searched)."""
@@ -163,22 +150,38 @@ def group_choices(plan: SweepPlan) -> list[tuple[str, ...]]:
 # ---------------------------------------------------------------------------- composing ahead
 @dataclass
 class Composer:
-    """The prestarted composing process and the folder it writes to."""
+    """The prestarted composing process and the pipe it sends ``(group overrides, pickled config)`` on."""
 
     overrides: list[str]
-    folder: str
     process: multiprocessing.Process
-    owner: int
+    inbox: Connection
     done: object  # a multiprocessing.Event, set when the process has composed everything it will
+    owner: int
+
+    def collect(self, plan: SweepPlan, wait: float = 0.0) -> None:
+        """Put the configs sent so far into ``plan.composed``, waiting up to ``wait`` seconds for the rest
+        (only the launching process reads the pipe: a forked worker keeps what was collected before it)."""
+        if self.owner != os.getpid():
+            return
+        deadline = time.monotonic() + wait
+        with suppress(EOFError, OSError):  # the pipe ended: the process is gone, the trials compose the rest
+            while True:
+                finished = self.done.is_set()  # read first: all it sent before is in the pipe by now
+                while self.inbox.poll():
+                    groups, data = self.inbox.recv()
+                    plan.composed.setdefault(groups, data)
+                if finished or time.monotonic() >= deadline:
+                    return
+                self.inbox.poll(min(0.05, deadline - time.monotonic()))
 
     def end(self) -> None:
-        """Stop the process if it still runs and remove its folder (only the launching process)."""
+        """Stop the process if it still runs (only the launching process)."""
         if self.owner != os.getpid():
             return
         if self.process.is_alive():
             self.process.terminate()
         self.process.join()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self.inbox.close()
 
 
 _prestarted: Composer | None = None
@@ -186,20 +189,29 @@ _prestarted: Composer | None = None
 
 def prestart(cfg: DictConfig, overrides: list[str]) -> None:
     """Fork a process that composes the config of every combination of the searched groups' options
-    (at most ``MAX_PRECOMPOSED``) for this run's study; ``make_plan`` with the same overrides reads them.
-    Nothing for ``mode=train``. The folder goes at exit."""
+    (at most ``MAX_PRECOMPOSED``) for this run's study; ``make_plan`` with the same overrides collects
+    them. Nothing for ``mode=train``."""
     global _prestarted
     if cfg.mode != "sweep" or cfg.get("replay"):
         return
     if _prestarted is not None:  # a --multirun job before this one
         _prestarted.end()
-    folder, ctx = tempfile.mkdtemp(prefix="run-py-configs-"), multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("fork")
+    inbox, outbox = ctx.Pipe(duplex=False)
     done = ctx.Event()
-    process = ctx.Process(target=_compose_ahead, args=(cfg, overrides, folder, done), name="composer", daemon=True)
+    process = ctx.Process(target=_compose_ahead, args=(cfg, overrides, outbox, done), name="composer", daemon=True)
     process.start()
-    _prestarted = Composer(list(overrides), folder, process, os.getpid(), done)
+    outbox.close()
+    _prestarted = Composer(list(overrides), process, inbox, done, os.getpid())
     atexit.unregister(_end_prestarted)  # registered once
     atexit.register(_end_prestarted)
+
+
+def collect(plan: SweepPlan, wait: float = 0.0) -> None:
+    """The configs the prestarted composer of ``plan`` has sent, into ``plan.composed``; ``wait``: seconds
+    to wait for the rest (run_workers, before it forks: the workers then need not compose them)."""
+    if plan.precomposed and _prestarted is not None:
+        _prestarted.collect(plan, wait)
 
 
 def composing():
@@ -214,25 +226,17 @@ def _end_prestarted() -> None:
         _prestarted = None
 
 
-def _compose_ahead(cfg: DictConfig, overrides: list[str], folder: str, done) -> None:
+def _compose_ahead(cfg: DictConfig, overrides: list[str], outbox: Connection, done) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launching process's to handle
     try:
-        _compose_all(cfg, overrides, folder)
-    finally:
-        done.set()
-
-
-def _compose_all(cfg: DictConfig, overrides: list[str], folder: str) -> None:
-    try:
         plan = make_plan(cfg, overrides)
+        for groups in group_choices(plan)[:MAX_PRECOMPOSED]:
+            try:
+                composed = compose(config_name="config", overrides=_overrides(plan, groups))
+            except (HydraException, OmegaConfBaseException):
+                continue  # a trial that draws this combination composes it again and reports the error
+            outbox.send((groups, pickle.dumps(composed)))
     except (SearchSpaceError, SweepError, HydraException):
         return  # the launching process makes the same plan and reports the error
-    for groups in group_choices(plan)[:MAX_PRECOMPOSED]:
-        try:
-            composed = compose(config_name="config", overrides=_overrides(plan, groups))
-        except (HydraException, OmegaConfBaseException):
-            continue  # a trial that draws this combination composes it again and reports the error
-        path = Path(folder) / _file_name(_overrides(plan, groups))
-        partial = path.with_suffix(".part")
-        partial.write_bytes(pickle.dumps(composed))
-        partial.rename(path)  # whole or absent: a trial never reads half a file
+    finally:
+        done.set()

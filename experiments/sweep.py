@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 
 import nncore
 
-from .composition import SweepError, SweepPlan, compose_trial
+from .composition import COLLECT_WAIT, SweepError, SweepPlan, collect, compose_trial
 from .config import ConfigError, split_seed
 from .data import load_dataset
 from .search_space import grid_of, suggest
@@ -374,6 +374,7 @@ def run_workers(plan: SweepPlan, on_progress, tracker=None) -> None:
     """``sweep.n_workers`` forked processes on the study; the caller's process watches.
 
     ``tracker``: a started tracker the workers inherit and record into (None: one each)."""
+    collect(plan, COLLECT_WAIT)  # the configs composed ahead, once here rather than in each worker
     ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=_work_in_child, args=(plan, w, tracker), name=f"sweep-worker-{w}")
              for w in range(plan.cfg.sweep.n_workers)]
@@ -383,7 +384,10 @@ def run_workers(plan: SweepPlan, on_progress, tracker=None) -> None:
     try:
         while any(p.is_alive() for p in procs):
             on_progress(study)
-            wait_for([p.sentinel for p in procs if p.is_alive()], timeout=0.5)  # wakes when a worker ends
+            ended = wait_for([p.sentinel for p in procs if p.is_alive()], timeout=0.5)  # wakes when a worker ends
+            for p in procs:
+                if p.sentinel in ended:
+                    p.join(5)  # its sentinel closes a moment before it can be reaped: no spinning meanwhile
     finally:
         for p in procs:
             p.join()

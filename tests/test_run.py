@@ -72,7 +72,7 @@ def test_a_short_sweep_end_to_end(runs):
     assert f"optuna study: {cwd / 'optuna.journal'} (study_name=moons-quick)" in proc.stdout
     assert "study moons-quick: " in proc.stdout
     assert not (cwd / "mlflow.db").exists()  # tracking=none
-    assert not list((cwd / "tmp").iterdir())  # the configs composed ahead went with the run
+    assert not list((cwd / "tmp").iterdir())  # no temporary file outlives the run
 
 
 def test_help_lists_the_config_groups(runs):
