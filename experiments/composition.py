@@ -236,7 +236,7 @@ def _compose_ahead(cfg: DictConfig, overrides: list[str], outbox: Connection, do
             except (HydraException, OmegaConfBaseException):
                 continue  # a trial that draws this combination composes it again and reports the error
             outbox.send((groups, pickle.dumps(composed)))
-    except (SearchSpaceError, SweepError, HydraException):
-        return  # the launching process makes the same plan and reports the error
+    except Exception:  # no traceback here: the launching process makes the same plan and reports what fails
+        return
     finally:
         done.set()
