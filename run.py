@@ -26,7 +26,7 @@ def main(cfg: DictConfig) -> None:
     _restore_full_error()  # composed: errors of the run itself get Hydra's usual report
     overrides = list(HydraConfig.get().overrides.task)
     composition.prestart(cfg, overrides)  # a process composes each searched group option's config (~0.1 s each),
-    prestart(cfg, after=composition.composing())  # then the tracking process imports MLflow and plotting (~2 s)
+    prestart(cfg, after=composition.composing())  # then the tracking process imports MLflow (~2 s)
     from experiments.cli import run
 
     _mask_saved_config()

@@ -241,7 +241,7 @@ def _log_seed_run(client, record: StudyRecord, cfg, source, art, result) -> str:
     from mlflow.entities import Metric, Param
 
     from experiments.config import flatten
-    from experiments.tracking import render_curves
+    from experiments.plots import render_curves
 
     seed = int(cfg.train.seed)
     name = f"seed-{int(source.trial):04d}-s{seed}"

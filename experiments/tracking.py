@@ -11,16 +11,18 @@ process* (experiments.tracking_process: run.py forks it as it starts, else the f
 does); that process imports MLflow, owns the only ``MlflowClient`` (no SQLAlchemy engine or
 HTTP session crosses a fork) and runs ``_Recorder``, which does every call: a trial's curves,
 params and tags in one ``log_batch``, its artifacts with one ``log_artifacts``. Forked sweep
-workers that were handed the tracker write to the same process. ``close`` waits until
-everything is written and returns what could not be (``problems``): a store that stops
-answering never fails a trial, the Optuna study records every trial regardless.
+workers that were handed the tracker write to the same process. The study's plots are drawn
+by processes forked from the caller's side (``experiments.plots.draw_study_files``: Optuna and
+scikit-learn are loaded there already) while the tracking process writes the last trials'
+records. ``close`` waits until everything is written and returns what could not be
+(``problems``): a store that stops answering never fails a trial, the Optuna study records every
+trial regardless.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import html
 import importlib
 import importlib.metadata
 import logging
@@ -29,7 +31,6 @@ import numbers
 import os
 import platform
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -47,6 +48,7 @@ from omegaconf import OmegaConf
 
 from .config import YAML_DUMPER, flatten, split_seed
 from .mlflow_store import save_template, seed_store
+from .plots import StudySnapshot, draw_study_files, render_curves
 from .storage import claim_lock, file_lock, mask_password, open_storage, sqlite_file
 from .tracking_process import Link, Settings, absolute_uri, settings_of, take
 
@@ -191,6 +193,8 @@ class MlflowTracker:
         self._last_send = 0.0
         self._lost: list[str] = []  # what this side could not hand over
         self._report: dict | None = None
+        self._storage, self._metrics = "", ["val_cost"]  # the study's (start_study)
+        self._study_folder: str | None = None  # the plots and trials.csv end_study drew, until close
 
     # -- study
     def check(self) -> None:
@@ -203,11 +207,21 @@ class MlflowTracker:
         """Check the store, then open the study's parent run (or reopen it: same study, same run)."""
         self.check()
         container = OmegaConf.to_container(cfg, resolve=True)
-        self._send(("study", study.study_name, str(cfg.sweep.storage), container))
+        self._storage, self._metrics = str(cfg.sweep.storage), list(cfg.sweep.objective.metrics)
+        self._send(("study", study.study_name, self._storage, container))
 
     def end_study(self, study, interrupted: bool = False) -> None:
-        """Summarise the study on its parent run (best trial, counts, plots, trials table)."""
-        self._send(("study_end", interrupted))
+        """Summarise the study on its parent run (best trial, counts, plots, trials table). The plots
+        and trials.csv are drawn here (``draw_study_files``) while the tracking process writes the
+        last trials' records; it then logs them."""
+        if self._link is None:
+            return  # the study was never opened in the tracking process
+        self._study_folder = tempfile.mkdtemp(prefix="nnsweep-study-")
+        failure = draw_study_files(study.study_name, self._storage, self._metrics, self._study_folder,
+                                   self.settings.log_plots)
+        if failure:
+            self._lose(f"the study's plots and trials.csv: {failure}")
+        self._send(("study_end", interrupted, self._study_folder))
 
     # -- trial
     def start_trial(self, number: int | None, cfg, values: dict[str, Any]) -> None:
@@ -282,7 +296,15 @@ class MlflowTracker:
         if link is None or link.owner != os.getpid():
             return  # nothing sent, or a forked worker: the process that started the link closes it
         self._link = None
-        self._report = link.close(CLOSE_TIMEOUT)
+        try:
+            self._report = link.close(CLOSE_TIMEOUT)
+        finally:
+            self._remove_study_folder()
+
+    def _remove_study_folder(self) -> None:
+        if self._study_folder is not None:
+            shutil.rmtree(self._study_folder, ignore_errors=True)
+            self._study_folder = None
 
     @property
     def report(self) -> dict:
@@ -480,26 +502,17 @@ class _Recorder:
             self.count[kind] = self.count.get(kind, 0) + 1
 
     def warm_up(self) -> None:
-        """Import the plotting and MLflow modules while nothing waits for them."""
+        """Import MLflow and its store's module (~2 s of CPU) while nothing waits for them."""
         if self._warm:
             return
         self._warm = True
-        with contextlib.suppress(Exception):
+        web = self.settings.uri.startswith(("http://", "https://"))
+        try:
             import mlflow.tracking  # noqa: F401
             # the store's module: MlflowClient imports it on first use (SQLAlchemy's ORM: ~1 s CPU)
-            web = self.settings.uri.startswith(("http://", "https://"))
             importlib.import_module("mlflow.store.tracking." + ("rest_store" if web else "sqlalchemy_store"))
-            if self.settings.log_plots:
-                import matplotlib
-                matplotlib.use("Agg")
-                import matplotlib.pyplot  # noqa: F401
-                import optuna.importance  # noqa: F401  (fANOVA: scikit-learn's forests, ~1 s to import)
-                import optuna.visualization.matplotlib  # noqa: F401
-                with contextlib.suppress(ImportError):
-                    import optuna.visualization  # noqa: F401
-                    import plotly.graph_objects as go
-                    for trace in (go.Scatter, go.Bar, go.Parcoords):  # plotly builds validators on first use
-                        go.Figure(trace()).to_json()
+        except ImportError as err:  # the first record's client() meets it again and counts what is lost
+            _log.debug("tracking: warm-up: %s", err)
 
     # -- study
     def on_study(self, study_name: str, storage: str, container: dict) -> None:
@@ -563,7 +576,8 @@ class _Recorder:
                 self.call("study", "set_tag", run.info.run_id, "killed_reason", why)
                 self.call("study", "set_terminated", run.info.run_id, "KILLED")
 
-    def on_study_end(self, interrupted: bool) -> None:
+    def on_study_end(self, interrupted: bool, folder: str) -> None:
+        """The summary, then ``folder`` (plots/, trials.csv: see ``draw_study_files``) as artifacts."""
         if self.parent is None:
             return
         study = StudySnapshot(self.study_name, open_storage(self.storage))
@@ -571,21 +585,8 @@ class _Recorder:
         now, step = int(time.time() * 1000), len(study.trials)
         self.call("study", "log_batch", self.parent, metrics=[_metric(k, v, now, step) for k, v in metrics.items()],
                   tags=[_tag(k, v) for k, v in tags.items()] + [_tag("mlflow.note.content", note)])
-        folder = tempfile.mkdtemp(prefix="nnsweep-study-")
-        plots, names = os.path.join(folder, "plots"), list(self.container["sweep"]["objective"]["metrics"])
-        try:
-            # Drawing takes the longest; the trials are over and a core is free: half of it in a child.
-            slow = ("parallel_coordinate", "intermediate_values", "pareto_front")
-            child = _forked(write_png_plots, study, names, plots, slow) if self.settings.log_plots else None
-            study.trials_dataframe().to_csv(os.path.join(folder, "trials.csv"), index=False)
-            if self.settings.log_plots:
-                write_html_plots(study, names, plots)
-                write_png_plots(study, names, plots, [p for p in study_plots(study, names) if p not in slow])
-            if child is not None:
-                _wait(child)
+        if os.listdir(folder):
             self.call("study", "log_artifacts", self.parent, folder)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
         with contextlib.suppress(_Lost):  # a worker that died during the study (its trial was retried)
             self._close_stale_children(study)
         self.call("study", "set_terminated", self.parent, "KILLED" if interrupted else "FINISHED")
@@ -793,16 +794,6 @@ def _load_study(study_name: str, storage: str) -> optuna.Study:
     return optuna.load_study(study_name=study_name, storage=open_storage(storage))
 
 
-class StudySnapshot(optuna.Study):
-    """The study with its trials read once: Optuna's plots read them a dozen times, deep-copied
-    each time (a third of their cost). For reading only, after the trials are over."""
-
-    def get_trials(self, deepcopy: bool = True, states=None) -> list:
-        if not hasattr(self, "_snapshot"):
-            self._snapshot = super().get_trials(deepcopy=False)
-        return [t for t in self._snapshot if states is None or t.state in states]
-
-
 def masked(node):
     """``node`` (a config as plain containers) with every URL password masked (storage, tracking URI)."""
     if isinstance(node, dict):
@@ -879,201 +870,3 @@ def _param(key: str, value):
 def _tag(key: str, value):
     from mlflow.entities import RunTag
     return RunTag(key, str(value))
-
-
-# ---------------------------------------------------------------------------- plots
-CURVE_COLORS = {"train_cost": (31, 119, 180), "val_cost": (255, 127, 14)}
-
-
-def render_curves(epochs: list, path: str, title: str, size: tuple[int, int] = (400, 250)) -> None:
-    """``epochs`` = [(epoch, {metric: value})] → a small PNG of train_cost and val_cost at ``path``.
-
-    Drawn with Pillow (matplotlib's own image library): about 4 ms of CPU against 30-40 ms for
-    the same chart in matplotlib Agg, which counts when a study has hundreds of trials.
-    """
-    from PIL import Image, ImageDraw, ImageFont
-
-    width, height = size
-    left, right, top, bottom = 54, width - 10, 24, height - 32
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=11)
-    series = {name: [(step, m[name]) for step, m in epochs if math.isfinite(m.get(name, math.nan))]
-              for name in CURVE_COLORS}
-    values = [v for points in series.values() for _, v in points]
-    low, high = (min(values), max(values)) if values else (0.0, 1.0)
-    pad = 0.05 * (high - low) or 0.5
-    low, high = low - pad, high + pad
-    first, last = (epochs[0][0], epochs[-1][0]) if epochs else (0, 1)
-    if last == first:
-        first, last = first - 1, last + 1
-
-    def x(step: float) -> float:
-        return left + (step - first) / (last - first) * (right - left)
-
-    def y(value: float) -> float:
-        return bottom - (value - low) / (high - low) * (bottom - top)
-
-    for value in nice_ticks(low, high, 6):
-        draw.line([(left, y(value)), (right, y(value))], fill=(225, 225, 225))
-        draw.text((left - 4, y(value)), f"{value:.3g}", fill="black", font=font, anchor="rm")
-    for step in nice_ticks(first, last, 6, integer=True):
-        draw.line([(x(step), bottom), (x(step), bottom + 3)], fill="black")
-        draw.text((x(step), bottom + 5), str(int(step)), fill="black", font=font, anchor="mt")
-    draw.rectangle([left, top, right, bottom], outline="black")
-    for name, points in series.items():
-        xy = [(x(step), y(value)) for step, value in points]
-        if len(xy) > 1:
-            draw.line(xy, fill=CURVE_COLORS[name], width=2)
-        for px, py in xy if len(xy) < 12 else ():
-            draw.ellipse([px - 2, py - 2, px + 2, py + 2], fill=CURVE_COLORS[name])
-    draw.text((left, 6), title, fill="black", font=font)
-    draw.text(((left + right) / 2, height - 3), "epoch", fill="black", font=font, anchor="mb")
-    for i, name in enumerate(CURVE_COLORS):
-        ly = top + 10 + 14 * i
-        draw.line([(right - 84, ly), (right - 68, ly)], fill=CURVE_COLORS[name], width=2)
-        draw.text((right - 64, ly), name, fill="black", font=font, anchor="lm")
-    image.save(path, compress_level=1)
-
-
-def nice_ticks(low: float, high: float, count: int, integer: bool = False) -> list[float]:
-    """About ``count`` round tick values (steps of 1, 2, 2.5 or 5 × 10^k) within [low, high]."""
-    raw = (high - low) / max(1, count - 1)
-    if raw <= 0:
-        return [low]
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    if integer:
-        step = max(1, round(step))
-    start = math.ceil(low / step) * step
-    return [start + i * step for i in range(int((high - start) / step + 1e-9) + 1)]
-
-
-def write_study_plots(study, metrics: list[str], folder: str) -> list[str]:
-    """Optuna's study plots into ``folder``: a PNG each (matplotlib) and one interactive
-    ``study.html`` (plotly). Returns the files written."""
-    return write_png_plots(study, metrics, folder) + write_html_plots(study, metrics, folder)
-
-
-def study_plots(study, metrics: list[str]) -> dict[str, tuple[str, dict]]:
-    """{file stem: (optuna.visualization function name, its keyword arguments)} for ``study``:
-    optimization history, parameter importances, parallel coordinates, intermediate values
-    (and the Pareto front of a multi-objective study, whose other plots show ``metrics[0]``).
-    Importances: Optuna's default fANOVA with 16 trees instead of 64 (a quarter of the time)."""
-    from optuna.importance import FanovaImportanceEvaluator
-
-    multi = len(study.directions) > 1
-    target = {"target": (lambda t: t.values[0]), "target_name": metrics[0]} if multi else {}
-    plots = {
-        "optimization_history": ("plot_optimization_history", target),
-        "param_importances": ("plot_param_importances", {**target, "evaluator": FanovaImportanceEvaluator(n_trees=16, seed=0)}),  # noqa: E501
-        "parallel_coordinate": ("plot_parallel_coordinate", target),
-        "intermediate_values": ("plot_intermediate_values", {}),
-    }
-    if multi:
-        plots["pareto_front"] = ("plot_pareto_front", {"target_names": metrics})
-    return plots
-
-
-def write_png_plots(study, metrics: list[str], folder: str, only=None) -> list[str]:
-    """The plots of :func:`study_plots` (those named in ``only``, default all) as PNGs
-    (optuna.visualization.matplotlib, Agg; no browser). A plot the study cannot draw yet (too few
-    trials) is left out."""
-    import warnings
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import optuna.visualization.matplotlib as vm
-
-    os.makedirs(folder, exist_ok=True)
-    written = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name, (function, kwargs) in study_plots(study, metrics).items():
-            if only is not None and name not in only:
-                continue
-            with contextlib.suppress(Exception):
-                figure = _figure_of(getattr(vm, function)(study, **kwargs))
-                try:
-                    figure.savefig(os.path.join(folder, f"{name}.png"), dpi=80)
-                    written.append(f"{name}.png")
-                finally:
-                    plt.close(figure)
-    return written
-
-
-def write_html_plots(study, metrics: list[str], folder: str) -> list[str]:
-    """The plots of :func:`study_plots`, interactive, in one ``study.html`` (see :func:`plots_page`).
-    Nothing when plotly is not installed."""
-    import warnings
-
-    try:
-        import optuna.visualization as vp
-        import plotly  # noqa: F401
-    except ImportError:
-        return []
-    os.makedirs(folder, exist_ok=True)
-    figures = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for function, kwargs in study_plots(study, metrics).values():
-            with contextlib.suppress(Exception):
-                figures.append(getattr(vp, function)(study, **kwargs))
-    if not figures:
-        return []
-    Path(folder, "study.html").write_text(plots_page(study.study_name, figures))
-    return ["study.html"]
-
-
-def plots_page(title: str, figures: list) -> str:
-    """One HTML page with plotly ``figures``; plotly.js comes from the plotly CDN when the page opens.
-
-    Why not embedded: plotly.js is 4.8 MB, and the MLflow UI's artifact view shows such a page
-    blank (measured with MLflow 3.17); with the CDN the page is ~100 kB and renders in the UI.
-    Offline, the PNGs beside it hold the same plots.
-    """
-    parts = [f.to_html(full_html=False, include_plotlyjs="cdn" if i == 0 else False, default_height="520px")
-             for i, f in enumerate(figures)]  # a fixed height: "100%" is 0 px in the artifact view's frame
-    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}: Optuna plots</title>"
-            "</head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
-
-
-def _forked(function, *args) -> int | None:
-    """``function(*args)`` in a forked child (no MLflow call there); its pid, or None when it ran
-    here because fork failed. The tracking process's reader thread holds no lock the child needs."""
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # Python >= 3.12: fork with threads
-            pid = os.fork()
-    except OSError:
-        function(*args)
-        return None
-    if pid == 0:
-        code = 1
-        try:
-            function(*args)
-            code = 0
-        finally:
-            os._exit(code)
-    return pid
-
-
-def _wait(pid: int, timeout: float = 120.0) -> None:
-    """Reap the child ``pid``; kill it after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if os.waitpid(pid, os.WNOHANG) != (0, 0):
-            return
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-
-
-def _figure_of(axes):
-    """The figure behind what an optuna.visualization.matplotlib function returned."""
-    import numpy as np
-    first = np.asarray(axes, dtype=object).flat[0]
-    return first.figure

@@ -1,11 +1,11 @@
 """The tracking process: forked from the launching process, it does every MLflow call of a run.py.
 
 ``Link`` forks it and is the pipe to it (``experiments.tracking.MlflowTracker`` sends one message
-per record). The process starts by importing MLflow, its SQL store and the plotting modules (~2 s
-of CPU) while it has nothing to write, so ``prestart(cfg)`` lets run.py fork it before its own
-imports: those seconds then run beside the launching process's start-up instead of beside the
-trials. This module imports neither MLflow nor scikit-learn (Optuna, which both processes use,
-comes through experiments.storage): it is what run.py loads before forking.
+per record). The process starts by importing MLflow and its SQL store (~2 s of CPU) while it has
+nothing to write, so ``prestart(cfg)`` lets run.py fork it before its own imports: those seconds
+then run beside the launching process's start-up rather than beside the trials. This module
+imports neither MLflow nor scikit-learn (Optuna, which both processes use, comes through
+experiments.storage): it is what run.py loads before forking.
 """
 
 from __future__ import annotations

@@ -197,8 +197,11 @@ def test_unusable_stores_are_refused_with_the_uri_named(tmp_path):
 
 # ---------------------------------------------------------------------------- end to end
 def test_a_sqlite_sweep_records_the_study_and_a_resume_reuses_its_parent(tmp_path):
-    proc = run_py(tmp_path, *QUICK, "sweep.n_trials=3")
+    temp = tmp_path / "tmp"  # TMPDIR: the plots, trials.csv and weights pass through temporary folders
+    temp.mkdir()
+    proc = run_py(tmp_path, *QUICK, "sweep.n_trials=3", env={"TMPDIR": str(temp)})
     assert proc.returncode == 0, explain(proc)
+    assert not list(temp.iterdir())  # none outlives the run
     assert "INFO" not in proc.stderr and "alembic" not in proc.stderr  # no MLflow start-up noise
     assert "warning: tracking" not in proc.stderr
     from mlflow.tracking import MlflowClient
