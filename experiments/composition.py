@@ -32,7 +32,7 @@ from .config import validate
 from .search_space import SearchSpaceError, as_overrides, grid_of, parse_search_space
 
 MAX_PRECOMPOSED = 32  # combinations of group options composed ahead; a larger product is left to the trials
-COLLECT_WAIT = 2.0  # seconds run_workers waits for the composer's last configs (~0.1 s each; it started first)
+COLLECT_WAIT = 2.0  # seconds run.py waits for the composer's last configs before its trials (~0.1 s each)
 
 
 class SweepError(RuntimeError):

@@ -332,6 +332,7 @@ def work(plan: SweepPlan, worker: int = 0, on_done=None, tracker=None) -> None:
     seconds) while other trials run or wait, and runs the retry of any whose worker dies.
     """
     cfg = plan.cfg
+    collect(plan, COLLECT_WAIT)  # alone in run.py: the composer's configs before the first trial (a worker: none)
     with threadpool_limits(cfg.train.threads):
         storage = connect(plan)
         study = open_study(plan, worker, storage)
