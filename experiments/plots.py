@@ -130,6 +130,7 @@ def draw_study_files(study_name: str, storage: str, metrics: list[str], folder: 
 def _draw(study_name: str, storage: str, metrics: list[str], folder: str, plots: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the caller, which stops the drawing
     os.setpgid(0, 0)  # a group of its own, with the child it forks: one signal ends both
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # "no complete trials" while plotting a young study
     try:
         _draw_files(study_name, storage, metrics, folder, plots)
     except Exception as err:  # told by the caller, in one line

@@ -212,11 +212,15 @@ class Network:
         twin.params[...] = self.params
         return twin
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The architecture and the flat parameters ``(n_params,)``, as :meth:`save` writes them."""
+        return {"params": self.params, "sizes": np.asarray(self.sizes, np.int64),
+                "activation": np.str_(self.activation), "output": np.str_(self.output),
+                "dropout": np.float64(self.dropout), "init": np.str_(self.init)}
+
     def save(self, path) -> None:
-        """Write the architecture and the flat parameters to an ``.npz`` file."""
-        np.savez(path, params=self.params, sizes=np.asarray(self.sizes, np.int64),
-                 activation=np.str_(self.activation), output=np.str_(self.output),
-                 dropout=np.float64(self.dropout), init=np.str_(self.init))
+        """Write the architecture and the flat parameters to an ``.npz`` file (:meth:`load` reads it)."""
+        np.savez(path, **self.arrays())
 
     @classmethod
     def load(cls, path) -> "Network":
