@@ -72,9 +72,9 @@ class JournalFlock(BaseJournalFileLock):
     def release(self) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
 
-    def __del__(self) -> None:
-        if self._pid == os.getpid():
-            os.close(self._fd)
+    def __del__(self, getpid=os.getpid, close=os.close) -> None:  # bound now: at exit ``os`` may be gone
+        if self._pid == getpid():
+            close(self._fd)
 
 
 class TrialSyncedJournalBackend(JournalFileBackend):

@@ -363,7 +363,7 @@ def _quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     for name in ("alembic", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("optuna").setLevel(logging.ERROR)  # "no complete trials" while plotting a young study
+    logging.getLogger("optuna").setLevel(logging.ERROR)  # run.py prints what the study has to say
 
 
 class _Lost(Exception):
