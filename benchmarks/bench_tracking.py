@@ -9,7 +9,8 @@ What it measures:
    the trial waits for. The MLflow work itself runs in the tracking process on another core; its
    seconds per record come from the tracker's report and are printed too (``connect``: importing
    MLflow and opening or creating the SQLite store; ``trial_*``/``metrics``: per trial;
-   ``study_end``: summary, Optuna's plots, trials.csv).
+   ``study_end``: the summary, and logging the plots and trials.csv that a process forked from
+   run.py drew meanwhile: ``experiments.plots.draw_study_files``).
 2. **The default study** (target ≤ 1.10): ``python run.py`` (50 trials) from an empty temp dir
    as a subprocess, with tracking on (``sqlite:///mlflow.db``) and off (``tracking=none``),
    alternated ``--repeats`` times; the medians of wall time and of CPU time (the process tree's
@@ -169,7 +170,7 @@ def main() -> None:
     print(f"                       once per study: connect {busy.get('connect', 0):.2f} s wall, "
           f"{cpu.get('connect', 0):.2f} s CPU (import MLflow, create the SQLite store); study_end "
           f"{busy.get('study_end', 0):.2f} s wall, {cpu.get('study_end', 0):.2f} s CPU in the process (summary, "
-          f"plots, trials.csv; half the PNGs in a forked child)")
+          f"logging the plots and trials.csv drawn by run.py's drawer)")
     print(f"                       close() waited {r['drain_s']:.2f} s for the backlog ({args.trials} trials sent at "
           f"once, no training in between)")
     if r["problems"]:
