@@ -10,7 +10,7 @@ What it measures:
    seconds per record come from the tracker's report and are printed too (``connect``: importing
    MLflow and opening or creating the SQLite store; ``trial_*``/``metrics``: per trial;
    ``study_end``: the summary, and logging the plots and trials.csv that a process forked from
-   run.py drew meanwhile: ``experiments.plots.StudyDrawer``).
+   run.py drew meanwhile: ``experiments.plots.draw_study_files``).
 2. **The default study** (target ≤ 1.10): ``python run.py`` (50 trials) from an empty temp dir
    as a subprocess, with tracking on (``sqlite:///mlflow.db``) and off (``tracking=none``),
    alternated ``--repeats`` times; the medians of wall time and of CPU time (the process tree's

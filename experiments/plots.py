@@ -1,19 +1,18 @@
 """What the harness draws: a trial's cost curves, and a study's plots and trials table.
 
 ``render_curves`` draws one trial's ``curves.png`` with Pillow (in the tracking process, per trial).
-``StudyDrawer`` writes a finished study's Optuna plots (optimization history, parameter
+``draw_study_files`` writes a finished study's Optuna plots (optimization history, parameter
 importances, parallel coordinates, intermediate values: a PNG each and one interactive
 ``study.html``) and ``trials.csv`` into a folder, which the tracking process then logs on the
-study's parent run. It is a process forked from run.py as the study starts (Optuna and
-scikit-learn, for fANOVA's forests, are loaded there already), and it draws as the trials end,
-while the tracking process still writes the last trials' records.
+study's parent run. run.py calls it as the trials end, while the tracking process still writes the
+last trials' records; it draws in processes forked from run.py, which has Optuna and scikit-learn
+(fANOVA's forests) loaded already.
 """
 
 from __future__ import annotations
 
 import contextlib
 import html
-import importlib
 import math
 import multiprocessing
 import os
@@ -27,7 +26,6 @@ import optuna
 from .storage import open_storage
 
 DRAW_TIMEOUT = 120.0  # seconds the study's plots may take before they are given up
-IMPORT_DELAY = 5.0  # seconds after the study starts before the drawer imports the plotting modules
 DRAW_ERROR = ".draw-error"  # the drawing process's one-line reason for failing, read back by the caller
 SLOW_PLOTS = ("parallel_coordinate", "intermediate_values", "pareto_front")  # drawn in a second process
 
@@ -101,69 +99,38 @@ def nice_ticks(low: float, high: float, count: int, integer: bool = False) -> li
 
 
 # ---------------------------------------------------------------------------- a study's files
-class StudyDrawer:
-    """A process forked from run.py as its study starts, that draws the study's files when it ends.
-
-    It imports matplotlib and fANOVA's module (~0.5 s of CPU) after ``IMPORT_DELAY`` seconds (when
-    the tracking process has imported MLflow: with one worker, on a core that is idle by then) or
-    when the order to draw comes first. ``draw`` has it write the finished study's ``trials.csv``
-    and, when ``plots``, Optuna's study plots (``plots/``: a PNG each and the interactive
-    ``study.html``), with a child of its own drawing the slowest PNGs on the other core. Ctrl-C
-    does not reach them: ``stop`` ends both."""
-
-    def __init__(self, plots: bool):
-        ctx = multiprocessing.get_context("fork")
-        reader, self._orders = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(target=_drawer, args=(reader, self._orders, plots), name="study-drawer",
-                                   daemon=True)
-        self.process.start()
-        reader.close()
-
-    def draw(self, study_name: str, storage: str, metrics: list[str], folder: str) -> str | None:
-        """Draw the study's files into ``folder`` (waiting at most ``DRAW_TIMEOUT`` seconds; stopped
-        if the caller is interrupted). None when all was drawn, else why not (one line)."""
-        try:
-            self._orders.send((study_name, storage, metrics, folder))
-            self.process.join(DRAW_TIMEOUT)
-        except OSError as err:  # the drawer is gone
-            return f"{type(err).__name__}: {err}"
-        finally:
-            self.stop()
-        error = Path(folder, DRAW_ERROR)
-        if error.exists():
-            reason = error.read_text()
-            error.unlink()
-            return reason
-        if self.process.exitcode == -signal.SIGKILL:
-            return f"not done after {DRAW_TIMEOUT:.0f} s"
-        return None if self.process.exitcode == 0 else f"the drawing process ended with code {self.process.exitcode}"
-
-    def stop(self) -> None:
-        """End the drawer now, and the child it may have forked."""
-        self._orders.close()
-        if self.process.is_alive():
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)  # its own process group: see _drawer
-            except ProcessLookupError:  # just started, not yet in a group of its own (nor with a child)
-                self.process.kill()
-        self.process.join()
-
-
-def _drawer(orders, own_end, plots: bool) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the caller, which stops the drawer
-    os.setpgid(0, 0)  # a group of its own, with the child it forks: one signal ends both
-    own_end.close()  # the sender's end: only the caller's copy (and its forked workers') remain
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # "no complete trials" while plotting a young study
+def draw_study_files(study_name: str, storage: str, metrics: list[str], folder: str, plots: bool) -> str | None:
+    """``trials.csv`` and, when ``plots``, Optuna's study plots (``plots/``: a PNG each and the
+    interactive ``study.html``) of the finished study into ``folder``, drawn by a forked process and
+    its child (the slowest half of the PNGs on the other core). Ctrl-C does not reach them; they are
+    killed after ``DRAW_TIMEOUT`` seconds or when the caller is interrupted. Returns None when all was
+    drawn, else why not (one line)."""
+    process = multiprocessing.get_context("fork").Process(
+        target=_draw, args=(study_name, storage, metrics, folder, plots), name="study-drawer", daemon=True)
+    process.start()
     try:
-        if plots:
-            orders.poll(IMPORT_DELAY)
-            import matplotlib
-            matplotlib.use("Agg")
-            for module in ("matplotlib.pyplot", "optuna.importance", "optuna.visualization.matplotlib"):
-                importlib.import_module(module)
-        study_name, storage, metrics, folder = orders.recv()
-    except (EOFError, OSError):  # stopped before the study ended
-        return
+        process.join(DRAW_TIMEOUT)
+    finally:
+        if process.is_alive():
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # its own process group, with its child: see _draw
+            except ProcessLookupError:  # just started, not yet in a group of its own (nor with a child)
+                process.kill()
+        process.join()
+    error = Path(folder, DRAW_ERROR)
+    if error.exists():
+        reason = error.read_text()
+        error.unlink()
+        return reason
+    if process.exitcode == -signal.SIGKILL:
+        return f"not done after {DRAW_TIMEOUT:.0f} s"
+    return None if process.exitcode == 0 else f"the drawing process ended with code {process.exitcode}"
+
+
+def _draw(study_name: str, storage: str, metrics: list[str], folder: str, plots: bool) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the caller, which stops the drawing
+    os.setpgid(0, 0)  # a group of its own, with the child it forks: one signal ends both
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # "no complete trials" while plotting a young study
     try:
         _draw_files(study_name, storage, metrics, folder, plots)
     except Exception as err:  # told by the caller, in one line
@@ -176,10 +143,15 @@ def _draw_files(study_name: str, storage: str, metrics: list[str], folder: str, 
     study.trials_dataframe().to_csv(os.path.join(folder, "trials.csv"), index=False)
     if not plots:
         return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401  (before the fork below: imported once, not once per process)
+    import optuna.visualization.matplotlib  # noqa: F401
+
     out = os.path.join(folder, "plots")
     os.makedirs(out, exist_ok=True)
     plots = study_plots(study, metrics)
-    child = _forked(write_png_plots, study, plots, out, SLOW_PLOTS)  # the slowest PNGs, on the other core
+    child = _forked(write_png_plots, study, plots, out, SLOW_PLOTS)
     write_html_plots(study, plots, out)
     write_png_plots(study, plots, out, [name for name in plots if name not in SLOW_PLOTS])
     if child is not None:

@@ -12,7 +12,7 @@ does); that process imports MLflow, owns the only ``MlflowClient`` (no SQLAlchem
 HTTP session crosses a fork) and runs ``_Recorder``, which does every call: a trial's curves,
 params and tags in one ``log_batch``, its artifacts with one ``log_artifacts``. Forked sweep
 workers that were handed the tracker write to the same process. The study's plots are drawn
-by a process forked from the caller's side (``experiments.plots.StudyDrawer``: Optuna and
+by processes forked from the caller's side (``experiments.plots.draw_study_files``: Optuna and
 scikit-learn are loaded there already) while the tracking process writes the last trials'
 records. ``close`` waits until everything is written and returns what could not be
 (``problems``): a store that stops answering never fails a trial, the Optuna study records every
@@ -49,7 +49,7 @@ from omegaconf import OmegaConf
 
 from .config import YAML_DUMPER, flatten, split_seed
 from .mlflow_store import save_template, seed_store
-from .plots import StudyDrawer, StudySnapshot, render_curves
+from .plots import StudySnapshot, draw_study_files, render_curves
 from .storage import claim_lock, file_lock, mask_password, open_storage, sqlite_file
 from .tracking_process import Link, Settings, absolute_uri, settings_of, take
 
@@ -195,7 +195,6 @@ class MlflowTracker:
         self._lost: list[str] = []  # what this side could not hand over
         self._report: dict | None = None
         self._storage, self._metrics = "", ["val_cost"]  # the study's (start_study)
-        self._drawer: StudyDrawer | None = None  # from start_study to end_study
         self._study_folder: str | None = None  # the plots and trials.csv end_study drew, until close
 
     # -- study
@@ -211,18 +210,16 @@ class MlflowTracker:
         container = OmegaConf.to_container(cfg, resolve=True)
         self._storage, self._metrics = str(cfg.sweep.storage), list(cfg.sweep.objective.metrics)
         self._send(("study", study.study_name, self._storage, container))
-        if self._drawer is None:
-            self._drawer = StudyDrawer(self.settings.log_plots)  # (a forked worker inherits it, unused)
 
     def end_study(self, study, interrupted: bool = False) -> None:
         """Summarise the study on its parent run (best trial, counts, plots, trials table). The plots
-        and trials.csv are drawn by the drawer ``start_study`` forked, while the tracking process
-        writes the last trials' records; it then logs them."""
+        and trials.csv are drawn here (``draw_study_files``) while the tracking process writes the
+        last trials' records; it then logs them."""
         if self._link is None:
             return  # the study was never opened in the tracking process
-        drawer, self._drawer = self._drawer, None
         self._study_folder = tempfile.mkdtemp(prefix="nnsweep-study-")
-        failure = drawer.draw(study.study_name, self._storage, self._metrics, self._study_folder) if drawer else None
+        failure = draw_study_files(study.study_name, self._storage, self._metrics, self._study_folder,
+                                   self.settings.log_plots)
         if failure:
             self._lose(f"the study's plots and trials.csv: {failure}")
         self._send(("study_end", interrupted, self._study_folder))
@@ -300,9 +297,6 @@ class MlflowTracker:
         if link is None or link.owner != os.getpid():
             return  # nothing sent, or a forked worker: the process that started the link closes it
         self._link = None
-        if self._drawer is not None:  # the study did not end (an error): nothing to draw
-            self._drawer.stop()
-            self._drawer = None
         try:
             self._report = link.close(CLOSE_TIMEOUT)
         finally:
@@ -584,7 +578,7 @@ class _Recorder:
                 self.call("study", "set_terminated", run.info.run_id, "KILLED")
 
     def on_study_end(self, interrupted: bool, folder: str) -> None:
-        """The summary, then ``folder`` (plots/, trials.csv: see ``StudyDrawer``) as artifacts."""
+        """The summary, then ``folder`` (plots/, trials.csv: see ``draw_study_files``) as artifacts."""
         if self.parent is None:
             return
         study = StudySnapshot(self.study_name, open_storage(self.storage))
