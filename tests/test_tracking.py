@@ -178,19 +178,16 @@ def test_run_py_forks_the_tracking_process_early_and_the_tracker_takes_it(tmp_pa
     assert not early.process.is_alive() and not (tmp_path / "mlflow.db").exists()
 
 
-def test_the_study_drawer_says_why_it_drew_nothing_and_stops_on_demand(tmp_path):
-    from experiments.plots import StudyDrawer
+def test_the_study_files_say_why_they_were_not_drawn_in_one_line(tmp_path):
+    from experiments.plots import draw_study_files
 
     journal = str(tmp_path / "optuna.journal")
     optuna.create_study(study_name="s", storage=JournalStorage(JournalFileBackend(journal)))
     folder = tmp_path / "files"
     folder.mkdir()
-    reason = StudyDrawer(plots=False).draw("no-such-study", journal, ["val_cost"], str(folder))
+    reason = draw_study_files("no-such-study", journal, ["val_cost"], str(folder), plots=False)
     assert reason and "\n" not in reason and not list(folder.iterdir())  # one line, nothing half-written
-    idle = StudyDrawer(plots=True)
-    idle.stop()  # the study ended without a summary: the drawer goes at once
-    assert not idle.process.is_alive()
-    assert StudyDrawer(plots=False).draw("s", journal, ["val_cost"], str(folder)) is None
+    assert draw_study_files("s", journal, ["val_cost"], str(folder), plots=False) is None
     assert [p.name for p in folder.iterdir()] == ["trials.csv"]
 
 
