@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 import nncore
 
-from .composition import SweepError, make_plan
+from .composition import COLLECT_WAIT, SweepError, collect, make_plan
 from .config import OPTIMIZER_SCHEMAS, Config, ConfigError, resolve_task, split_seed, validate
 from .data import DataError, load_dataset
 from .search_space import SearchSpaceError
@@ -166,6 +166,7 @@ def sweep(cfg: DictConfig, overrides: list[str]) -> int:
             bar.set_postfix(best=f"{best:.4g}", pruned=counts["pruned"], failed=counts["failed"], refresh=False)
         bar.refresh()
 
+    collect(plan, COLLECT_WAIT)  # the configs composed ahead: before the first trial, and before workers fork
     try:
         if cfg.sweep.n_workers == 1:
             work(plan, 0, on_progress, tracker)

@@ -18,7 +18,6 @@ import multiprocessing
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -155,7 +154,7 @@ def _draw_files(study_name: str, storage: str, metrics: list[str], folder: str, 
     write_html_plots(study, plots, out)
     write_png_plots(study, plots, out, [name for name in plots if name not in SLOW_PLOTS])
     if child is not None:
-        _wait(child)
+        os.waitpid(child, 0)  # no timeout of its own: the caller ends the whole group after DRAW_TIMEOUT
 
 
 class StudySnapshot(optuna.Study):
@@ -284,17 +283,6 @@ def _forked(function, *args) -> int | None:
         finally:
             os._exit(code)
     return pid
-
-
-def _wait(pid: int, timeout: float = 120.0) -> None:
-    """Reap the child ``pid``; kill it after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if os.waitpid(pid, os.WNOHANG) != (0, 0):
-            return
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
 
 
 def _figure_of(axes):

@@ -1,10 +1,10 @@
 """The Optuna study: claim trials up to ``sweep.n_trials``, train each, report, prune, record.
 
 Every trial turns its sampled values into Hydra overrides and composes its own validated
-config (experiments.composition), so ``optimizer=adam`` brings Adam's defaults along. Workers are processes (forked
-from the launching one, so data are loaded once); any number of ``run.py`` processes can
-share one study, on one machine (journal file) or many (PostgreSQL): a lock around "count,
-then ask" (experiments.storage.exclusive) keeps the study's total exact.
+config (experiments.composition), so ``optimizer=adam`` brings Adam's defaults along. Workers
+are processes (forked from the launching one, so data are loaded once); any number of
+``run.py`` processes can share one study, on one machine (journal file) or many (PostgreSQL):
+a lock around "count, then ask" (experiments.storage.exclusive) keeps the study's total exact.
 
 Dead workers: on an RDB storage each running trial records a heartbeat (a thread: Optuna
 records them only inside ``study.optimize``, the sweep uses ask and tell); before claiming,
@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 
 import nncore
 
-from .composition import COLLECT_WAIT, SweepError, SweepPlan, collect, compose_trial
+from .composition import SweepError, SweepPlan, compose_trial
 from .config import ConfigError, split_seed
 from .data import load_dataset
 from .search_space import grid_of, suggest
@@ -332,7 +332,6 @@ def work(plan: SweepPlan, worker: int = 0, on_done=None, tracker=None) -> None:
     seconds) while other trials run or wait, and runs the retry of any whose worker dies.
     """
     cfg = plan.cfg
-    collect(plan, COLLECT_WAIT)  # alone in run.py: the composer's configs before the first trial (a worker: none)
     with threadpool_limits(cfg.train.threads):
         storage = connect(plan)
         study = open_study(plan, worker, storage)
@@ -375,7 +374,6 @@ def run_workers(plan: SweepPlan, on_progress, tracker=None) -> None:
     """``sweep.n_workers`` forked processes on the study; the caller's process watches.
 
     ``tracker``: a started tracker the workers inherit and record into (None: one each)."""
-    collect(plan, COLLECT_WAIT)  # the configs composed ahead, once here rather than in each worker
     ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=_work_in_child, args=(plan, w, tracker), name=f"sweep-worker-{w}")
              for w in range(plan.cfg.sweep.n_workers)]

@@ -147,7 +147,7 @@ def _serve(reader, writer, report, settings: Settings, after=None) -> None:
                 message = inbox.get(timeout=0.05)
             except queue.Empty:
                 if after is None or after.is_set() or time.monotonic() > patience:
-                    store.warm_up()  # idle (before the first record, when prestarted): import MLflow, plots
+                    store.warm_up()  # idle (before the first record, when prestarted): import MLflow
                 continue
             if message is None or message[0] == "close":
                 closed = message is not None
