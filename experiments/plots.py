@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import logging
 import math
 import multiprocessing
 import os
@@ -26,6 +27,7 @@ from .storage import open_storage
 
 DRAW_TIMEOUT = 120.0  # seconds the study's plots may take before they are given up
 DRAW_ERROR = ".draw-error"  # the drawing process's one-line reason for failing, read back by the caller
+CHILD_ERROR = ".draw-error-child"  # the same, of the drawer's child (the slow PNGs)
 SLOW_PLOTS = ("parallel_coordinate", "intermediate_values", "pareto_front")  # drawn in a second process
 
 
@@ -130,10 +132,12 @@ def _draw(study_name: str, storage: str, metrics: list[str], folder: str, plots:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the caller, which stops the drawing
     os.setpgid(0, 0)  # a group of its own, with the child it forks: one signal ends both
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # "no complete trials" while plotting a young study
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # a new machine's "generated new fontManager"
     try:
         _draw_files(study_name, storage, metrics, folder, plots)
     except Exception as err:  # told by the caller, in one line
-        Path(folder, DRAW_ERROR).write_text(f"{type(err).__name__}: {err}".splitlines()[0][:300])
+        reason = str(err) if isinstance(err, PlotError) else f"{type(err).__name__}: {err}"
+        Path(folder, DRAW_ERROR).write_text(reason.splitlines()[0][:300])
         sys.exit(1)
 
 
@@ -150,11 +154,25 @@ def _draw_files(study_name: str, storage: str, metrics: list[str], folder: str, 
     out = os.path.join(folder, "plots")
     os.makedirs(out, exist_ok=True)
     plots = study_plots(study, metrics)
-    child = _forked(write_png_plots, study, plots, out, SLOW_PLOTS)
-    write_html_plots(study, plots, out)
-    write_png_plots(study, plots, out, [name for name in plots if name not in SLOW_PLOTS])
+    child_error = Path(folder, CHILD_ERROR)
+    child = _forked(child_error, write_png_plots, study, plots, out, SLOW_PLOTS)
+    failed = []
+    for draw, only in ((write_html_plots, None), (write_png_plots, [n for n in plots if n not in SLOW_PLOTS])):
+        try:
+            draw(study, plots, out, only)
+        except PlotError as err:  # the other plots are drawn all the same
+            failed.append(str(err))
     if child is not None:
         os.waitpid(child, 0)  # no timeout of its own: the caller ends the whole group after DRAW_TIMEOUT
+    if child_error.exists():
+        failed.append(child_error.read_text())
+        child_error.unlink()
+    if failed:
+        raise PlotError("not drawn: " + "; ".join(failed))
+
+
+class PlotError(RuntimeError):
+    """Plots that raised, each named with its error: ``parallel_coordinate.png (ValueError: ...)``."""
 
 
 class StudySnapshot(optuna.Study):
@@ -201,8 +219,9 @@ def _kept_fanova():
 
 def write_png_plots(study, plots: dict, folder: str, only=None) -> list[str]:
     """``plots`` (see :func:`study_plots`; those named in ``only``, default all) as PNGs
-    (optuna.visualization.matplotlib, Agg; no browser). A plot the study cannot draw yet (too few
-    trials) is left out."""
+    (optuna.visualization.matplotlib, Agg; no browser); the files written. A plot that raises is left
+    out and named in the ``PlotError`` raised after the others are written. (Optuna draws a study
+    with no complete trial, or one, as an empty or partial plot: that is no error.)"""
     import warnings
 
     import matplotlib
@@ -211,25 +230,28 @@ def write_png_plots(study, plots: dict, folder: str, only=None) -> list[str]:
     import optuna.visualization.matplotlib as vm
 
     os.makedirs(folder, exist_ok=True)
-    written = []
+    written, failed = [], []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, (function, kwargs) in plots.items():
             if only is not None and name not in only:
                 continue
-            with contextlib.suppress(Exception):
+            with _failure_noted(failed, f"{name}.png"):
                 figure = _figure_of(getattr(vm, function)(study, **kwargs))
                 try:
                     figure.savefig(os.path.join(folder, f"{name}.png"), dpi=80)
                     written.append(f"{name}.png")
                 finally:
                     plt.close(figure)
+    if failed:
+        raise PlotError("; ".join(failed))
     return written
 
 
-def write_html_plots(study, plots: dict, folder: str) -> list[str]:
-    """``plots`` (see :func:`study_plots`), interactive, in one ``study.html`` (see :func:`plots_page`).
-    Nothing when plotly is not installed."""
+def write_html_plots(study, plots: dict, folder: str, only=None) -> list[str]:
+    """``plots`` (see :func:`study_plots`; those named in ``only``, default all), interactive, in one
+    ``study.html`` (see :func:`plots_page`); the files written. Nothing when plotly is not installed.
+    A plot that raises is left out of the page and named in the ``PlotError`` raised after it is written."""
     import warnings
 
     try:
@@ -238,16 +260,27 @@ def write_html_plots(study, plots: dict, folder: str) -> list[str]:
     except ImportError:
         return []
     os.makedirs(folder, exist_ok=True)
-    figures = []
+    figures, failed = [], []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for function, kwargs in plots.values():
-            with contextlib.suppress(Exception):
-                figures.append(getattr(vp, function)(study, **kwargs))
-    if not figures:
-        return []
-    Path(folder, "study.html").write_text(plots_page(study.study_name, figures))
-    return ["study.html"]
+        for name, (function, kwargs) in plots.items():
+            if only is None or name in only:
+                with _failure_noted(failed, f"study.html's {name}"):
+                    figures.append(getattr(vp, function)(study, **kwargs))
+    if figures:
+        Path(folder, "study.html").write_text(plots_page(study.study_name, figures))
+    if failed:
+        raise PlotError("; ".join(failed))
+    return ["study.html"] if figures else []
+
+
+@contextlib.contextmanager
+def _failure_noted(failed: list[str], what: str):
+    """Run the block; an exception it raises is appended to ``failed`` as one line naming ``what``."""
+    try:
+        yield
+    except Exception as err:
+        failed.append(f"{what} ({type(err).__name__}: {err}".splitlines()[0][:200] + ")")
 
 
 def plots_page(title: str, figures: list) -> str:
@@ -263,8 +296,9 @@ def plots_page(title: str, figures: list) -> str:
             "</head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
 
 
-def _forked(function, *args) -> int | None:
+def _forked(error: Path, function, *args) -> int | None:
     """``function(*args)`` in a forked child; its pid, or None when it ran here because fork failed.
+    What it raises is written to ``error`` in one line (in either case).
     The child only reads the study and draws: no lock that another thread may hold is needed there."""
     import warnings
 
@@ -273,16 +307,23 @@ def _forked(function, *args) -> int | None:
             warnings.simplefilter("ignore", DeprecationWarning)  # Python >= 3.12: fork with threads
             pid = os.fork()
     except OSError:
-        function(*args)
+        _told(error, function, *args)
         return None
     if pid == 0:
         code = 1
         try:
-            function(*args)
+            _told(error, function, *args)
             code = 0
         finally:
             os._exit(code)
     return pid
+
+
+def _told(error: Path, function, *args) -> None:
+    try:
+        function(*args)
+    except Exception as err:
+        error.write_text(str(err) if isinstance(err, PlotError) else f"{type(err).__name__}: {err}".splitlines()[0])
 
 
 def _figure_of(axes):

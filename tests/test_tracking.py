@@ -191,6 +191,32 @@ def test_the_study_files_say_why_they_were_not_drawn_in_one_line(tmp_path):
     assert [p.name for p in folder.iterdir()] == ["trials.csv"]
 
 
+def test_a_plot_that_raises_is_named_and_the_others_are_drawn(tmp_path, monkeypatch):
+    import optuna.visualization as vp
+    import optuna.visualization.matplotlib as vm
+
+    from experiments.plots import draw_study_files
+
+    journal = str(tmp_path / "optuna.journal")
+    study = optuna.create_study(study_name="s", storage=JournalStorage(JournalFileBackend(journal)))
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1) - 0.3) ** 2 + t.suggest_float("y", 0, 1), n_trials=6)
+
+    def boom(*args, **kwargs):
+        raise ValueError("boom\nsecond line")
+
+    monkeypatch.setattr(vm, "plot_parallel_coordinate", boom)  # drawn by the drawer's child
+    monkeypatch.setattr(vp, "plot_optimization_history", boom)  # the HTML page, by the drawer itself
+    folder = tmp_path / "files"
+    folder.mkdir()
+    reason = draw_study_files("s", journal, ["val_cost"], str(folder), plots=True)
+    assert reason is not None and "\n" not in reason and reason.startswith("not drawn: ")
+    assert "parallel_coordinate.png (ValueError: boom)" in reason
+    assert "study.html's optimization_history (ValueError: boom)" in reason
+    assert sorted(p.name for p in folder.iterdir()) == ["plots", "trials.csv"]  # no error file left behind
+    assert sorted(p.name for p in (folder / "plots").iterdir()) == [
+        "intermediate_values.png", "optimization_history.png", "param_importances.png", "study.html"]
+
+
 def test_passwords_in_urls_never_reach_mlflow():
     cfg = {"sweep": {"storage": "postgresql://ann:s3cret@db/optuna", "n_trials": 5},
            "tracking": {"uri": "http://ann:pw@host:5000"}, "model": {"hidden": [8, 4]}}
