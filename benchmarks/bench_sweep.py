@@ -22,7 +22,7 @@ What it runs (each study from scratch in its own temp dir, N trials, default N =
             until they diverge), summed; ratio = the study's span (its first trial's start to its
             last trial's end) / that sum, the whole process's printed too. The machine's speed
             drifts by ~10% over a minute, so each study is replayed right after it ran, the pair
-            ``--overhead-runs`` times (default 3), and the median ratio counts.
+            ``--overhead-runs`` times (default 5), and the median ratio counts.
 - workers   the same N configurations with 1 and 2 workers (``pruner.name=none``, tracking off):
             the grid sampler over a discrete copy of the default space (lr and dropout as
             choices), whose trial k is grid point k whatever the number of workers. Throughput:
@@ -286,8 +286,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=50, help="trials per study (default 50)")
     parser.add_argument("--prune-seeds", type=int, default=6, help="TPE seeds 0..K-1 of the pruning comparison "
                         "(default 6; seed 0 is the default study)")
-    parser.add_argument("--overhead-runs", type=int, default=3, help="study + bare replay pairs per side of the "
-                        "overhead figure (default 3; the median counts)")
+    parser.add_argument("--overhead-runs", type=int, default=5, help="study + bare replay pairs per side of the "
+                        "overhead figure (default 5; the median counts)")
     parser.add_argument("--peer", nargs=2, metavar=("N", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer:
