@@ -16,13 +16,16 @@ What it runs (each study from scratch in its own temp dir, N trials, default N =
             as configured, 1 BLAS thread per worker) with tracking on (default) and off
             (``tracking=none``). Best validation accuracy is read from the journal: the highest
             ``val_accuracy`` of a complete trial.
-- overhead  the default study with ``sweep.n_workers=1`` (tracking on, and off): every finished
-            trial's config recomposed with ``experiments.composition.compose_trial`` and trained bare by
-            ``experiments.trainer.train_config`` (pruned ones for the epochs they ran, diverged ones
-            until they diverge), summed; ratio = the study's span (its first trial's start to its
-            last trial's end) / that sum, the whole process's printed too. The machine's speed
-            drifts by ~10% over a minute, so each study is replayed right after it ran, the pair
-            ``--overhead-runs`` times (default 5), and the median ratio counts.
+- overhead  the default study with ``sweep.n_workers=1`` (tracking on, and off), run by ``run.py``
+            in a subprocess in which each trial, right after it ends, is trained again bare: its
+            config recomposed with ``experiments.composition.compose_trial`` and trained by
+            ``experiments.trainer.train_config`` (a pruned one for the epochs it ran, a diverged one
+            until it diverges). Ratio = the study's span (its first trial's start to its last trial's
+            end) less the replays inside it / the replays' training time; the whole process's printed
+            too. Trial and replay alternate every fraction of a second, so the machine's drift (its
+            speed moves by 10-30% over a minute here) falls on both alike; replaying the whole study
+            after it ran spread single ratios over 1.14-1.56 in one run. ``--overhead-runs`` studies
+            per side (default 5); the median counts.
 - workers   the same N configurations with 1 and 2 workers (``pruner.name=none``, tracking off):
             the grid sampler over a discrete copy of the default space (lr and dropout as
             choices), whose trial k is grid point k whatever the number of workers. Throughput:
@@ -46,6 +49,7 @@ import math
 import os
 import platform
 import resource
+import runpy
 import statistics
 import subprocess
 import sys
@@ -106,6 +110,11 @@ def run_ours(workdir: Path, overrides: list[str]) -> dict:
     cpu, load = children_cpu() - cpu0, max(load0, os.getloadavg()[0])
     if proc.returncode != 0:
         raise RuntimeError(f"run.py {' '.join(overrides)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+    return {**study_figures(workdir), "dir": workdir, "overrides": overrides, "wall": wall, "cpu": cpu, "load": load}
+
+
+def study_figures(workdir: Path) -> dict:
+    """What the journal in ``workdir`` says of its study: trials, span, states, best values, epochs."""
     study = load_study(workdir)
     S = states()
     trials = study.trials
@@ -113,8 +122,7 @@ def run_ours(workdir: Path, overrides: list[str]) -> dict:
     span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
     busy = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials)
     return {
-        "dir": workdir, "overrides": overrides, "wall": wall, "cpu": cpu, "load": load, "n": len(trials),
-        "span": span, "parallel": busy / span,
+        "n": len(trials), "span": span, "parallel": busy / span,
         "complete": len(complete), "pruned": sum(t.state == S.PRUNED for t in trials),
         "failed": sum(t.state == S.FAIL for t in trials),
         "best_val_cost": study.best_value,
@@ -137,47 +145,73 @@ def start_up(workdir: Path, overrides: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def replay_bare(run: dict) -> tuple[float, float, bool]:
-    """Wall and CPU seconds to train every finished trial of ``run`` bare by ``train_config``
-    (composition untimed), and whether every complete trial's replay ended on the recorded value."""
-    from hydra import compose, initialize_config_dir
-    from threadpoolctl import threadpool_limits
+def run_interleaved(workdir: Path, overrides: list[str]) -> dict:
+    """``run_ours`` with each trial trained again bare right after it (``interleaved_main``, in a
+    subprocess); adds ``bare``/``bare_cpu`` (the replays' training), ``replays`` (their whole time
+    within the study's span), ``replay_cpu`` and ``same`` (every complete replay ended on the
+    recorded value)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cpu0 = children_cpu()
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--interleaved", *overrides],
+                          cwd=workdir, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"interleaved run.py {' '.join(overrides)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
+    replays = json.loads(proc.stdout.strip().splitlines()[-1])
+    run = {**study_figures(workdir), "dir": workdir, "overrides": overrides, "wall": wall, "cpu": children_cpu() - cpu0}
+    return {**run, "bare": replays["bare"], "bare_cpu": replays["bare_cpu"], "same": replays["same"],
+            "replays": sum(replays["extras"][:-1]), "replays_all": sum(replays["extras"]),
+            "replay_cpu": replays["extra_cpu"]}
 
+
+def interleaved_main(overrides: list[str]) -> None:
+    """``run.py OVERRIDES`` (one worker) in this process, from the current directory, each trial
+    followed by its bare replay; prints one JSON line: the replays' training time, their whole time
+    each, and whether they agree."""
+    import optuna
+
+    import experiments.sweep as sweep
     import nncore
-    from experiments.composition import compose_trial, make_plan
-    from experiments.config import register_configs, split_seed
+    from experiments.composition import compose_trial
+    from experiments.config import split_seed
     from experiments.data import load_dataset
     from experiments.trainer import train_config
 
-    S = states()
-    study = load_study(run["dir"])
-    register_configs()
-    total, cpu, same = 0.0, 0.0, True
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=run["overrides"])
-        plan = make_plan(cfg, run["overrides"])
-        with threadpool_limits(cfg.train.threads):
-            for trial in study.trials:
-                if trial.state not in (S.COMPLETE, S.PRUNED, S.FAIL):
-                    continue
-                trial_cfg = compose_trial(plan, trial.params)
-                data = load_dataset(trial_cfg.data, split_seed(trial_cfg))
-                ran = len(trial.intermediate_values) if trial.state == S.PRUNED else None
+    S = optuna.trial.TrialState
+    run_trial = sweep.run_trial
+    out = {"bare": 0.0, "bare_cpu": 0.0, "extras": [], "extra_cpu": 0.0, "same": True}
 
-                def on_epoch(metrics, ran=ran):
-                    return ran is not None and metrics.epoch >= ran
+    def run_trial_then_bare(study, trial, plan, tracker):
+        state = run_trial(study, trial, plan, tracker)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+        if frozen.state in (S.COMPLETE, S.PRUNED, S.FAIL):
+            cfg = compose_trial(plan, frozen.params)
+            data = load_dataset(cfg.data, split_seed(cfg))
+            ran = len(frozen.intermediate_values) if frozen.state == S.PRUNED else None
+            bare, bare_cpu = time.perf_counter(), time.process_time()
+            try:
+                result = train_config(cfg, data, lambda metrics: ran is not None and metrics.epoch >= ran)
+            except nncore.DivergenceError:
+                result = None
+            out["bare"] += time.perf_counter() - bare
+            out["bare_cpu"] += time.process_time() - bare_cpu
+            if frozen.state == S.COMPLETE:
+                out["same"] = out["same"] and result is not None and math.isclose(
+                    result.final[plan.metrics[0]], frozen.value, rel_tol=1e-9)
+        out["extras"].append(time.perf_counter() - start)
+        out["extra_cpu"] += time.process_time() - cpu_start
+        return state
 
-                start, cpu_start = time.perf_counter(), time.process_time()
-                try:
-                    result = train_config(trial_cfg, data, on_epoch)
-                except nncore.DivergenceError:
-                    result = None
-                total += time.perf_counter() - start
-                cpu += time.process_time() - cpu_start
-                if trial.state == S.COMPLETE:
-                    same = same and result is not None and math.isclose(
-                        result.final[plan.metrics[0]], trial.value, rel_tol=1e-9)
-    return total, cpu, same
+    sweep.run_trial = run_trial_then_bare  # work() looks it up per trial
+    sys.argv = [str(ROOT / "run.py"), *overrides]
+    try:
+        runpy.run_path(str(ROOT / "run.py"), run_name="__main__")
+    except SystemExit as stop:
+        if stop.code not in (0, None):
+            raise
+    print(json.dumps(out))
 
 
 # ---------------------------------------------------------------------------- the peer
@@ -289,9 +323,13 @@ def main() -> None:
     parser.add_argument("--overhead-runs", type=int, default=5, help="study + bare replay pairs per side of the "
                         "overhead figure (default 5; the median counts)")
     parser.add_argument("--peer", nargs=2, metavar=("N", "DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--interleaved", nargs="+", metavar="OVERRIDE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer:
         peer_main(int(args.peer[0]), Path(args.peer[1]))
+        return
+    if args.interleaved:
+        interleaved_main(args.interleaved)
         return
 
     import mlflow
@@ -306,28 +344,28 @@ def main() -> None:
     print(f"default study: sweep.n_workers={default_workers}, 1 BLAS thread per worker\n")
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
         tmp = Path(tmp)
-        print("[1/8] peer: Optuna TPE + sklearn MLPClassifier ...", flush=True)
+        print("[1/9] peer: Optuna TPE + sklearn MLPClassifier ...", flush=True)
         peer = run_peer(n, tmp / "peer")
-        print("[2/8] ours: python run.py (tracking on) ...", flush=True)
+        print("[2/9] ours: python run.py (tracking on) ...", flush=True)
         on = run_ours(tmp / "on", base)
-        print("[3/8] ours: python run.py tracking=none ...", flush=True)
+        print("[3/9] ours: python run.py tracking=none ...", flush=True)
         off = run_ours(tmp / "off", base + OFF)
-        print(f"[4/8] overhead: 1 worker, tracking on / off, each replayed bare, {args.overhead_runs} times ...",
-              flush=True)
-        overhead = {"on": [], "off": []}  # (study, (bare wall, bare cpu, same values)) per run
+        print("[4/9] ours: python run.py sweep.n_workers=1, tracking on and off ...", flush=True)
+        one_on, one_off = run_ours(tmp / "one_on", base + ONE), run_ours(tmp / "one_off", base + ONE + OFF)
+        print(f"[5/9] overhead: 1 worker, tracking on / off, each trial replayed bare right after it, "
+              f"{args.overhead_runs} times ...", flush=True)
+        overhead = {"on": [], "off": []}
         for i in range(args.overhead_runs):
             for side, extra in (("on", []), ("off", OFF)):
-                study = run_ours(tmp / f"one_{side}{i}", base + ONE + extra)
-                overhead[side].append((study, replay_bare(study)))
-        one_on, one_off = overhead["on"][0][0], overhead["off"][0][0]
+                overhead[side].append(run_interleaved(tmp / f"interleaved_{side}{i}", base + ONE + extra))
         cpu0 = children_cpu()
-        startup = start_up(tmp / "one_off0", base + ONE + OFF)
+        startup = start_up(tmp / "one_off", base + ONE + OFF)
         startup_cpu = children_cpu() - cpu0
-        print("[5/8] workers: 1 worker ...", flush=True)
+        print("[6/9] workers: 1 worker ...", flush=True)
         w1 = run_ours(tmp / "w1", base + ONE + OFF + NO_PRUNING + DISCRETE)
-        print("[6/8] workers: 2 workers ...", flush=True)
+        print("[7/9] workers: 2 workers ...", flush=True)
         w2 = run_ours(tmp / "w2", base + ["sweep.n_workers=2"] + OFF + NO_PRUNING + DISCRETE)
-        print("[7/8] pruning: none (seed 0 pruned is the 1-worker run above), then seeds 1.. both ways ...",
+        print("[8/9] pruning: none (seed 0 pruned is the 1-worker run above), then seeds 1.. both ways ...",
               flush=True)
         none = run_ours(tmp / "none", base + ONE + OFF + NO_PRUNING)
         pruning = [(0, one_off, none)]
@@ -335,7 +373,7 @@ def main() -> None:
             seeded = [f"sweep.sampler.seed={seed}"]
             pruning.append((seed, run_ours(tmp / f"pruned{seed}", base + ONE + OFF + seeded),
                             run_ours(tmp / f"none{seed}", base + ONE + OFF + NO_PRUNING + seeded)))
-        print("[8/8] done\n", flush=True)
+        print("[9/9] done\n", flush=True)
         same_configs = ([t.params for t in load_study(w1["dir"]).trials]
                         == [t.params for t in load_study(w2["dir"]).trials])
 
@@ -369,19 +407,21 @@ def main() -> None:
     print(f"  tracking off: {peer['wall'] / off['wall']:.2f}x ({default_workers} workers), "
           f"{peer['wall'] / one_off['wall']:.2f}x (1 worker)")
 
-    print("\nHarness overhead (1 worker): the study's span (journal: first trial start to last trial end) / the bare")
-    print("train_config time of the same trials, replayed right after the study; also the whole process (start-up")
-    print(f"{startup:.1f} s: imports, open, summary) and its CPU time (start-up's {startup_cpu:.1f} s taken out) "
-          "over the same")
+    print("\nHarness overhead (1 worker): the study's span (journal: first trial start to last trial end) less the")
+    print("bare replays run inside it (each trial's, right after it) / the replays' train_config time; also the")
+    print(f"whole process (start-up {startup:.1f} s: imports, open, summary) and its CPU time (start-up's "
+          f"{startup_cpu:.1f} s taken out), replays taken out, over the same")
     ratios = {}
     for side in ("on", "off"):
         spans, walls, cpus = [], [], []
-        for study, (bare, bare_cpu, same) in overhead[side]:
-            spans.append(study["span"] / bare)
-            walls.append(study["wall"] / bare)
-            cpus.append((study["cpu"] - startup_cpu) / bare_cpu)
-            print(f"  tracking {side:<3}: study span {study['span']:.1f} s / bare {bare:.1f} s = {spans[-1]:.3f}; "
-                  f"whole process {walls[-1]:.3f}; CPU {cpus[-1]:.3f}; replay ends on the recorded values: {same}")
+        for study in overhead[side]:
+            bare = study["bare"]
+            spans.append((study["span"] - study["replays"]) / bare)
+            walls.append((study["wall"] - study["replays_all"]) / bare)
+            cpus.append((study["cpu"] - study["replay_cpu"] - startup_cpu) / study["bare_cpu"])
+            print(f"  tracking {side:<3}: study span {study['span']:.1f} s - replays {study['replays']:.1f} s / bare "
+                  f"{bare:.1f} s = {spans[-1]:.3f}; whole process {walls[-1]:.3f}; CPU {cpus[-1]:.3f}; "
+                  f"replays end on the recorded values: {study['same']}")
         ratios[side] = statistics.median(spans)
         print(f"  tracking {side:<3}: median {ratios[side]:.3f} (whole process {statistics.median(walls):.3f}, "
               f"CPU {statistics.median(cpus):.3f})")
