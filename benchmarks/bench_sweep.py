@@ -14,8 +14,9 @@ What it runs (each study from scratch in its own temp dir, N trials, default N =
             One process, BLAS capped at 1 thread.
 - ours      ``python run.py`` (the default study: TPE seed 0, its pruner, ``sweep.n_workers``
             as configured, 1 BLAS thread per worker) with tracking on (default) and off
-            (``tracking=none``). Best validation accuracy is read from the journal: the highest
-            ``val_accuracy`` of a complete trial.
+            (``tracking=none``). From the journal: the ``val_accuracy`` of the best trial (by the
+            objective, val cost: the >= 97 % target) and the highest of a complete trial (against
+            the peer's best).
 - overhead  the default study with ``sweep.n_workers=1`` (tracking on, and off), run by ``run.py``
             in a subprocess in which each trial, right after it ends, is trained again bare: its
             config recomposed with ``experiments.composition.compose_trial`` and trained by
@@ -457,7 +458,10 @@ def main() -> None:
     saved, cost_gap = shares[0], gaps[0]
 
     print("\nTargets (measured vs target)")
+    best_trial = min(on["best_trial_val_accuracy"], off["best_trial_val_accuracy"])
     targets = [
+        ("default study's best trial val acc >= 97%", f"{on['best_trial_val_accuracy']:.4f}, "
+         f"{off['best_trial_val_accuracy']:.4f} (on, off)", best_trial >= 0.97),
         ("default study best val acc >= peer's", f"{on['best_val_accuracy']:.4f} vs {peer['best_val_accuracy']:.4f}",
          on["best_val_accuracy"] >= peer["best_val_accuracy"]),
         ("harness overhead, tracking on <= 1.15", f"{ov_on:.3f}", ov_on <= 1.15),
@@ -469,7 +473,7 @@ def main() -> None:
          mean_share <= 0.60 and mean_gap <= 0.02),
     ]
     for name, measured, ok in targets:
-        print(f"  {name:<44} {measured:<18} {verdict(ok)}")
+        print(f"  {name:<46} {measured:<24} {verdict(ok)}")
 
 
 if __name__ == "__main__":
