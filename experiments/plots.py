@@ -320,6 +320,7 @@ def _forked(error: Path, function, *args) -> int | None:
 
 
 def _told(error: Path, function, *args) -> None:
+    """``function(*args)``; what it raises is written to ``error``, in one line, for the drawer to read."""
     try:
         function(*args)
     except Exception as err:
