@@ -100,18 +100,30 @@ def states():
     return optuna.trial.TrialState
 
 
-def run_ours(workdir: Path, overrides: list[str]) -> dict:
-    """``python run.py OVERRIDES`` from ``workdir``: wall time and what the journal holds."""
+def run_ours(workdir: Path, overrides: list[str], interleaved: bool = False) -> dict:
+    """``python run.py OVERRIDES`` from ``workdir``: wall time and what the journal holds.
+
+    ``interleaved``: each trial trained again bare right after it (``interleaved_main``, one worker);
+    adds ``bare``/``bare_cpu`` (the replays' training), ``replays`` (their whole time within the
+    study's span), ``replays_all``, ``replay_cpu`` and ``same`` (every complete replay ended on the
+    recorded value)."""
     workdir.mkdir(parents=True, exist_ok=True)
+    command = [str(Path(__file__).resolve()), "--interleaved"] if interleaved else [str(ROOT / "run.py")]
     cpu0, load0 = children_cpu(), os.getloadavg()[0]
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides], cwd=workdir, capture_output=True,
-                          text=True)
+    proc = subprocess.run([sys.executable, *command, *overrides], cwd=workdir, capture_output=True, text=True)
     wall = time.perf_counter() - start
     cpu, load = children_cpu() - cpu0, max(load0, os.getloadavg()[0])
     if proc.returncode != 0:
-        raise RuntimeError(f"run.py {' '.join(overrides)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
-    return {**study_figures(workdir), "dir": workdir, "overrides": overrides, "wall": wall, "cpu": cpu, "load": load}
+        raise RuntimeError(f"{' '.join(command)} {' '.join(overrides)} exited {proc.returncode}:\n"
+                           f"{proc.stderr[-2000:]}")
+    run = {**study_figures(workdir), "dir": workdir, "overrides": overrides, "wall": wall, "cpu": cpu, "load": load}
+    if interleaved:
+        replays = json.loads(proc.stdout.strip().splitlines()[-1])
+        run.update(bare=replays["bare"], bare_cpu=replays["bare_cpu"], same=replays["same"],
+                   replays=sum(replays["extras"][:-1]), replays_all=sum(replays["extras"]),
+                   replay_cpu=replays["extra_cpu"])
+    return run
 
 
 def study_figures(workdir: Path) -> dict:
@@ -144,26 +156,6 @@ def start_up(workdir: Path, overrides: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides], cwd=workdir, capture_output=True, check=True)
     return time.perf_counter() - start
-
-
-def run_interleaved(workdir: Path, overrides: list[str]) -> dict:
-    """``run_ours`` with each trial trained again bare right after it (``interleaved_main``, in a
-    subprocess); adds ``bare``/``bare_cpu`` (the replays' training), ``replays`` (their whole time
-    within the study's span), ``replay_cpu`` and ``same`` (every complete replay ended on the
-    recorded value)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    cpu0 = children_cpu()
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--interleaved", *overrides],
-                          cwd=workdir, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"interleaved run.py {' '.join(overrides)} exited {proc.returncode}:\n{proc.stderr[-2000:]}")
-    replays = json.loads(proc.stdout.strip().splitlines()[-1])
-    run = {**study_figures(workdir), "dir": workdir, "overrides": overrides, "wall": wall, "cpu": children_cpu() - cpu0}
-    return {**run, "bare": replays["bare"], "bare_cpu": replays["bare_cpu"], "same": replays["same"],
-            "replays": sum(replays["extras"][:-1]), "replays_all": sum(replays["extras"]),
-            "replay_cpu": replays["extra_cpu"]}
 
 
 def interleaved_main(overrides: list[str]) -> None:
@@ -321,8 +313,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=50, help="trials per study (default 50)")
     parser.add_argument("--prune-seeds", type=int, default=6, help="TPE seeds 0..K-1 of the pruning comparison "
                         "(default 6; seed 0 is the default study)")
-    parser.add_argument("--overhead-runs", type=int, default=5, help="study + bare replay pairs per side of the "
-                        "overhead figure (default 5; the median counts)")
+    parser.add_argument("--overhead-runs", type=int, default=5, help="interleaved studies (each trial replayed "
+                        "bare right after it) per side of the overhead figure (default 5; the median counts)")
     parser.add_argument("--peer", nargs=2, metavar=("N", "DIR"), help=argparse.SUPPRESS)
     parser.add_argument("--interleaved", nargs="+", metavar="OVERRIDE", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -358,7 +350,7 @@ def main() -> None:
         overhead = {"on": [], "off": []}
         for i in range(args.overhead_runs):
             for side, extra in (("on", []), ("off", OFF)):
-                overhead[side].append(run_interleaved(tmp / f"interleaved_{side}{i}", base + ONE + extra))
+                overhead[side].append(run_ours(tmp / f"interleaved_{side}{i}", base + ONE + extra, interleaved=True))
         cpu0 = children_cpu()
         startup = start_up(tmp / "one_off", base + ONE + OFF)
         startup_cpu = children_cpu() - cpu0

@@ -136,8 +136,7 @@ def _draw(study_name: str, storage: str, metrics: list[str], folder: str, plots:
     try:
         _draw_files(study_name, storage, metrics, folder, plots)
     except Exception as err:  # told by the caller, in one line
-        reason = str(err) if isinstance(err, PlotError) else f"{type(err).__name__}: {err}"
-        Path(folder, DRAW_ERROR).write_text(reason.splitlines()[0][:300])
+        Path(folder, DRAW_ERROR).write_text(_one_line(err))
         sys.exit(1)
 
 
@@ -173,6 +172,12 @@ def _draw_files(study_name: str, storage: str, metrics: list[str], folder: str, 
 
 class PlotError(RuntimeError):
     """Plots that raised, each named with its error: ``parallel_coordinate.png (ValueError: ...)``."""
+
+
+def _one_line(err: Exception) -> str:
+    """Why the drawing failed, in one line: a ``PlotError``'s own words, else the exception's type and first line."""
+    reason = str(err) if isinstance(err, PlotError) else f"{type(err).__name__}: {err}"
+    return reason.splitlines()[0][:300]
 
 
 class StudySnapshot(optuna.Study):
@@ -324,7 +329,7 @@ def _told(error: Path, function, *args) -> None:
     try:
         function(*args)
     except Exception as err:
-        error.write_text(str(err) if isinstance(err, PlotError) else f"{type(err).__name__}: {err}".splitlines()[0])
+        error.write_text(_one_line(err))
 
 
 def _figure_of(axes):
