@@ -33,7 +33,7 @@ What it runs (each study from scratch in its own temp dir, N trials, default N =
             trials per second of the study's span (the whole commands' ratio is printed too).
 - pruning   the default study, 1 worker, tracking off, its pruner vs none with the same TPE seed:
             epochs spent (the journal's intermediate values, one per epoch run) and best val cost; for
-            the default seed 0 and ``--prune-seeds`` more (pruning changes where TPE searches next, so
+            the default seed 0 and the others of ``--prune-seeds`` (pruning changes where TPE searches next, so
             one seed's gap is mostly the search's luck: the unpruned best alone varies ~10% by seed).
 
 Run it (a few minutes on 2 cores)::
@@ -311,8 +311,8 @@ def verdict(ok: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=50, help="trials per study (default 50)")
-    parser.add_argument("--prune-seeds", type=int, default=6, help="TPE seeds 0..K-1 of the pruning comparison "
-                        "(default 6; seed 0 is the default study)")
+    parser.add_argument("--prune-seeds", type=int, default=12, help="TPE seeds 0..K-1 of the pruning comparison "
+                        "(default 12; seed 0 is the default study)")
     parser.add_argument("--overhead-runs", type=int, default=5, help="interleaved studies (each trial replayed "
                         "bare right after it) per side of the overhead figure (default 5; the median counts)")
     parser.add_argument("--peer", nargs=2, metavar=("N", "DIR"), help=argparse.SUPPRESS)
@@ -433,7 +433,7 @@ def main() -> None:
     pruner = compose_config([]).sweep.pruner
     print(f"\nPruning (1 worker, tracking off): the default pruner ({pruner.name}"
           f"{f' {pruner.percentile:g}' if pruner.name == 'percentile' else ''}, {pruner.n_warmup_steps} warm-up "
-          f"epochs) vs none, same TPE seed")
+          f"epochs, checked every {pruner.interval_steps}) vs none, same TPE seed")
     print(f"  {'seed':>4}  {'epochs pruned / none':>21}  {'share':>6}  {'best val cost pruned / none':>28}  "
           f"{'gap':>6}  both targets (<= 60%, at most 2% worse)")
     shares, gaps = [], []

@@ -192,6 +192,7 @@ class PrunerConfig:
     n_startup_trials: int = 5
     n_warmup_steps: int = 3
     percentile: float = 25.0  # percentile pruner: prune below the best this percentile of the trials at a step
+    interval_steps: int = 1  # median, percentile: epochs between two checks, the first at n_warmup_steps
 
 
 @dataclass
@@ -472,6 +473,7 @@ def _validate_sweep(sweep: Any) -> None:
     _check_choice("sweep.pruner.name", sweep.pruner.name, PRUNERS)
     _check_min("sweep.pruner.n_startup_trials", sweep.pruner.n_startup_trials, 0)
     _check_min("sweep.pruner.n_warmup_steps", sweep.pruner.n_warmup_steps, 0)
+    _check_min("sweep.pruner.interval_steps", sweep.pruner.interval_steps, 1)
     if not 0 < sweep.pruner.percentile < 100:
         _fail(f"sweep.pruner.percentile must be between 0 and 100 (exclusive), got {sweep.pruner.percentile}")
     metrics, directions = list(sweep.objective.metrics), list(sweep.objective.directions)

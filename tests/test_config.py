@@ -223,6 +223,7 @@ def test_bad_overrides_fail_at_composition(overrides):
         (["sweep.pruner.name=asha"],
          "sweep.pruner.name must be one of median, percentile, hyperband, none; got 'asha'"),
         (["sweep.pruner.percentile=100"], "sweep.pruner.percentile must be between 0 and 100 (exclusive), got 100"),
+        (["sweep.pruner.interval_steps=0"], "sweep.pruner.interval_steps must be >= 1, got 0"),
         (["sweep.objective.metrics=[val_loss]"], "sweep.objective.metrics[0] must be one of val_cost,"),
         (["sweep.objective.directions=[down]"], "sweep.objective.directions[0] must be one of minimize, maximize"),
         (

@@ -93,15 +93,40 @@ def plan_for(*overrides: str):
 def test_the_configured_pruner_is_built_with_its_settings(hydra_conf):
     from experiments.sweep import make_pruner
 
-    median = make_pruner(plan_for().cfg)  # the default study: median after 10 epochs and 3 trials
+    median = make_pruner(plan_for().cfg)  # the default study: median every 10 epochs from 10, after 3 trials
     assert isinstance(median, optuna.pruners.MedianPruner)
-    assert (median._n_warmup_steps, median._n_startup_trials) == (10, 3)
+    assert (median._n_warmup_steps, median._interval_steps, median._n_startup_trials) == (10, 10, 3)
     cut = make_pruner(plan_for("sweep.pruner.name=percentile", "sweep.pruner.percentile=30",
                                "sweep.pruner.n_warmup_steps=4").cfg)
     assert type(cut) is optuna.pruners.PercentilePruner
     assert (cut._percentile, cut._n_warmup_steps, cut._n_startup_trials) == (30.0, 4, 3)
     assert isinstance(make_pruner(plan_for("sweep.pruner.name=hyperband").cfg), optuna.pruners.HyperbandPruner)
     assert isinstance(make_pruner(plan_for("sweep.pruner.name=none").cfg), optuna.pruners.NopPruner)
+
+
+@pytest.mark.parametrize("overrides, epochs", [
+    ([], range(10, 61, 10)),  # the default
+    (["sweep.pruner.interval_steps=1"], range(10, 61)),
+    (["sweep.pruner.name=percentile", "sweep.pruner.interval_steps=3"], range(10, 61, 3)),
+    (["sweep.pruner.n_warmup_steps=0", "sweep.pruner.interval_steps=4"], [1, *range(4, 61, 4)]),
+])
+def test_the_pruner_is_asked_at_every_epoch_where_it_could_prune_and_only_there(hydra_conf, overrides, epochs):
+    from experiments.sweep import make_pruner, pruning_checks
+
+    cfg = plan_for("sweep.pruner.n_startup_trials=1", *overrides).cfg
+    pruner, asked = make_pruner(cfg), pruning_checks(cfg.sweep.pruner)
+    study = optuna.create_study(pruner=pruner)
+    good = study.ask()
+    for epoch in range(1, 61):
+        good.report(0.1, epoch)
+    study.tell(good, 0.1)
+    bad = study.ask()
+    would_prune = []
+    for epoch in range(1, 61):  # worse than the median at every epoch: pruned wherever the pruner looks
+        bad.report(1.0, epoch)
+        would_prune.append(epoch if pruner.prune(study, study.trials[bad.number]) else None)
+    assert [e for e in would_prune if e] == list(epochs)
+    assert [epoch for epoch in range(1, 61) if asked(epoch)] == list(epochs)
 
 
 def test_plan_keeps_the_users_overrides_except_searched_keys(hydra_conf):
