@@ -99,10 +99,11 @@ def _journal(path: str):
     return JournalStorage(JournalFileBackend(os.path.abspath(path)))
 
 
-def study_run(tracking_on: bool, overrides: list[str]) -> tuple[float, float, int, tuple[float, float, float]]:
+def study_run(tracking_on: bool, overrides: list[str]) -> tuple[float, float, int, tuple[float, float, float], int]:
     """Wall and CPU seconds of ``python run.py OVERRIDES`` from an empty temp dir, a hash of the
-    trials it ran (numbers, states, sampled values), and its wall time in three phases: before the
-    first trial starts, first trial start to last trial end, after the last trial (summary, plots)."""
+    trials it ran (numbers, states, sampled values), its wall time in three phases (before the
+    first trial starts, first trial start to last trial end, after the last trial: summary, plots),
+    and the epochs its trials trained."""
     import optuna
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,8 +121,9 @@ def study_run(tracking_on: bool, overrides: list[str]) -> tuple[float, float, in
         trials = hash(tuple((t.number, t.state.name, tuple(sorted(t.params.items()))) for t in study.trials))
         first = min(t.datetime_start for t in study.trials).timestamp()
         last = max(t.datetime_complete for t in study.trials).timestamp()
+        epochs = sum(len(t.intermediate_values) for t in study.trials)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return seconds, cpu, trials, (first - started, last - first, ended - last)
+    return seconds, cpu, trials, (first - started, last - first, ended - last), epochs
 
 
 def _phases(phases: tuple[float, float, float]) -> str:
@@ -136,8 +138,9 @@ def compare(label: str, overrides: list[str], repeats: int) -> None:
         off.append(study_run(False, overrides))
         on.append(study_run(True, overrides))
         same.append(off[-1][2] == on[-1][2])
-        print(f"   run {i + 1}: tracking off {off[-1][0]:.1f} s ({off[-1][1]:.1f} s CPU), "
-              f"on {on[-1][0]:.1f} s ({on[-1][1]:.1f} s CPU); same trials: {'yes' if same[-1] else 'no'}")
+        print(f"   run {i + 1}: tracking off {off[-1][0]:.1f} s ({off[-1][1]:.1f} s CPU, {off[-1][4]} epochs), "
+              f"on {on[-1][0]:.1f} s ({on[-1][1]:.1f} s CPU, {on[-1][4]} epochs); "
+              f"same trials: {'yes' if same[-1] else 'no'}")
         print("          before the first trial / trials / after the last: off " + _phases(off[-1][3])
               + ", on " + _phases(on[-1][3]))
     wall = statistics.median(r[0] for r in on) / statistics.median(r[0] for r in off)
