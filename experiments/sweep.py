@@ -87,7 +87,7 @@ def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
     p = cfg.sweep.pruner
     if p.name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps,
-                                             interval_steps=p.interval_steps)
+                                           interval_steps=p.interval_steps)
     if p.name == "percentile":
         return optuna.pruners.PercentilePruner(p.percentile, n_startup_trials=p.n_startup_trials,
                                                n_warmup_steps=p.n_warmup_steps, interval_steps=p.interval_steps)
