@@ -36,9 +36,10 @@ What it runs (each study from scratch in its own temp dir, N trials, default N =
             the default seed 0 and the others of ``--prune-seeds`` (pruning changes where TPE searches next, so
             one seed's gap is mostly the search's luck: the unpruned best alone varies ~10% by seed).
 
-Run it (a few minutes on 2 cores)::
+Run it (about 20 minutes on the 2-core development machine, half of it the pruning seeds)::
 
-    python benchmarks/bench_sweep.py               # 50 trials per study
+    python benchmarks/bench_sweep.py               # 50 trials per study, 12 pruning seeds
+    python benchmarks/bench_sweep.py --prune-seeds 1   # the pruning comparison on seed 0 only
     python benchmarks/bench_sweep.py --trials 8 --prune-seeds 0   # smoke run
 
 This is a script that prints figures, not a test: nothing here fails on a MISS.
