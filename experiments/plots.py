@@ -285,7 +285,7 @@ def _failure_noted(failed: list[str], what: str):
     try:
         yield
     except Exception as err:
-        failed.append(f"{what} ({type(err).__name__}: {err}".splitlines()[0][:200] + ")")
+        failed.append(f"{what} ({_one_line(err)[:200]})")
 
 
 def plots_page(title: str, figures: list) -> str:

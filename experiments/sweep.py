@@ -98,13 +98,13 @@ def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
 
 def pruning_checks(p: DictConfig):
     """epoch (1, 2, ...) -> whether the pruner may prune there, so that it is asked only then (an ask
-    reads the study): as Optuna's median and percentile pruners, at the first epoch of each span of
-    ``interval_steps`` from ``n_warmup_steps`` on; the others (hyperband) every epoch from it."""
+    reads the study): as Optuna's median and percentile pruners, at the first epoch they may look at
+    (``n_warmup_steps``, at least 1) and every ``interval_steps`` after; the others (hyperband) every epoch."""
     start = int(p.n_warmup_steps)
     every = int(p.interval_steps) if p.name in ("median", "percentile") else 1
 
     def asked(epoch: int) -> bool:
-        return epoch >= start and (epoch == 1 or epoch - 1 < (epoch - start) // every * every + start)
+        return epoch == max(start, 1) or (epoch > start and (epoch - start) % every == 0)
 
     return asked
 
