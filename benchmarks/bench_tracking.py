@@ -20,6 +20,13 @@ What it measures:
    Each run's wall time is split at its first trial's start and its last trial's end (from the
    journal): start-up, trials, and what follows (the summary; with tracking, the study's plots).
 
+3. **MLflow's floor**: the CPU that MLflow's SQLite store alone needs for the default study's
+   records, in a fresh process: importing MLflow and opening a store (from the cached schema, as
+   run.py does), then per trial only ``create_run``, one ``log_batch`` (its curves: five metrics per
+   epoch, at the off studies' mean epochs per trial; 75 params; 6 tags) and ``set_terminated``: no
+   artifacts, no plots. Added to the off study's CPU and spread over 2 cores with no idle moment,
+   it gives the least wall time tracking could have, whatever the harness did around MLflow.
+
 Run it (about 4 minutes on 2 cores)::
 
     python benchmarks/bench_tracking.py                 # both parts
@@ -126,12 +133,50 @@ def study_run(tracking_on: bool, overrides: list[str]) -> tuple[float, float, in
     return seconds, cpu, trials, (first - started, last - first, ended - last), epochs
 
 
+def mlflow_floor(n_trials: int, epochs: int) -> float:
+    """CPU seconds a fresh process takes to import MLflow, open a new SQLite store from the cached
+    schema and log ``n_trials`` bare trials of ``epochs`` epochs each (see the module's 3.)."""
+    proc = subprocess.run([sys.executable, __file__, "--floor", str(n_trials), str(epochs)], check=True,
+                          capture_output=True, text=True)
+    return float(proc.stdout.split()[-1])
+
+
+def _floor_process(n_trials: int, epochs: int) -> None:
+    """``--floor``: what :func:`mlflow_floor` measures, in this process; prints the CPU seconds."""
+    import logging
+
+    from experiments.mlflow_store import save_template, seed_store  # (with Optuna: run.py has both already)
+
+    start = time.process_time()
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = f"sqlite:///{tmp}/mlflow.db"
+        new = seed_store(uri)
+        client = MlflowClient(uri)
+        if new:
+            save_template(uri)
+        experiment = client.create_experiment("floor")
+        for number in range(n_trials):
+            run = client.create_run(experiment, tags={"mlflow.runName": f"trial-{number:04d}"})
+            now = int(time.time() * 1000)
+            curves = [Metric(k, 1.0 / e, now, e) for e in range(1, epochs + 1)
+                      for k in ("train_cost", "val_cost", "train_accuracy", "val_accuracy", "time")]
+            client.log_batch(run.info.run_id, metrics=curves, params=[Param(f"p{i}", str(i)) for i in range(75)],
+                             tags=[RunTag(f"t{i}", "x") for i in range(6)])
+            client.set_terminated(run.info.run_id, "FINISHED")
+        print(time.process_time() - start)
+
+
 def _phases(phases: tuple[float, float, float]) -> str:
     return " / ".join(f"{p:.1f}" for p in phases) + " s"
 
 
-def compare(label: str, overrides: list[str], repeats: int) -> None:
-    """Alternate off/on runs; print each, the medians and the ratios."""
+def compare(label: str, overrides: list[str], repeats: int) -> tuple[float, float, float]:
+    """Alternate off/on runs; print each, the medians and the ratios. Returns the off side's medians:
+    wall seconds, CPU seconds, epochs."""
     print(f"\n2. {label}, {repeats} runs per side, alternated")
     on, off, same = [], [], []
     for i in range(repeats):
@@ -148,6 +193,8 @@ def compare(label: str, overrides: list[str], repeats: int) -> None:
     print(f"   median: off {statistics.median(r[0] for r in off):.1f} s, on {statistics.median(r[0] for r in on):.1f} s"
           f", wall ratio {wall:.3f}   target <= {STUDY_TARGET:.2f}   {verdict(wall <= STUDY_TARGET)}"
           f";   CPU ratio {cpu:.3f}")
+    return (statistics.median(r[0] for r in off), statistics.median(r[1] for r in off),
+            statistics.median(r[4] for r in off))
 
 
 def main() -> None:
@@ -155,7 +202,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20, help="synthetic trials for the per-trial figure")
     parser.add_argument("--repeats", type=int, default=2, help="default-study runs per side (on, off)")
     parser.add_argument("--skip-study", action="store_true", help="only the per-trial figure")
+    parser.add_argument("--floor", type=int, nargs=2, metavar=("TRIALS", "EPOCHS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.floor:
+        return _floor_process(*args.floor)
 
     print(f"1. per-trial tracking overhead: {args.trials} synthetic {EPOCHS}-epoch trials, SQLite in a temp dir")
     r = per_trial(args.trials)
@@ -181,7 +231,14 @@ def main() -> None:
     if args.skip_study:
         return
 
-    compare("default study (python run.py: 50 trials, 2 workers)", [], args.repeats)
+    wall, cpu, epochs = compare("default study (python run.py: 50 trials, 2 workers)", [], args.repeats)
+    per_trial_epochs = round(epochs / 50)
+    floor = mlflow_floor(50, per_trial_epochs)
+    bound = (cpu + floor) / (2 * wall)
+    print(f"\n3. MLflow's floor: importing MLflow, opening a store and 50 bare trials of {per_trial_epochs} epochs"
+          f" (no artifacts, no plots): {floor:.2f} s CPU.\n   On 2 cores with no idle moment, the default study "
+          f"with that alone would take >= ({cpu:.1f} + {floor:.1f}) / 2 = {(cpu + floor) / 2:.1f} s against "
+          f"{wall:.1f} s off: ratio >= {bound:.3f}")
     compare("default study, one worker (python run.py sweep.n_workers=1: the same trials on both sides)",
             ["sweep.n_workers=1"], args.repeats)
 
