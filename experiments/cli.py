@@ -10,7 +10,7 @@ from tqdm import tqdm
 import nncore
 
 from .composition import COLLECT_WAIT, SweepError, collect, make_plan
-from .config import OPTIMIZER_SCHEMAS, Config, ConfigError, resolve_task, split_seed, validate
+from .config import OPTIMIZER_SCHEMAS, Config, ConfigError, TrackingConfig, resolve_task, split_seed, validate
 from .data import DataError, load_dataset
 from .search_space import SearchSpaceError
 from .storage import describe, mask_password
@@ -26,9 +26,11 @@ from .sweep import (
     work,
 )
 from .tracking import TrackingError, fetch_run, make_tracker
+from .tracking_process import absolute_uri
 from .trainer import train_config
 
 USER_ERRORS = (ConfigError, DataError, SearchSpaceError, SweepError, TrackingError)
+SHOWN_FAILURES = 3  # failed trials the summary names with their reason
 
 
 def run(cfg: DictConfig, overrides: list[str]) -> int:
@@ -247,11 +249,24 @@ def summarise(cfg: DictConfig, study: optuna.Study) -> int:
         if extra:
             print("  " + ", ".join(f"{k}={_fmt(v)}" for k, v in extra.items()))
         print("  " + " ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items()))
+    failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+    for trial in failed[:SHOWN_FAILURES]:
+        reason = trial.user_attrs.get("fail_reason", "its process ended before it could say why")
+        print(f"failed trial #{trial.number}: {reason}")
+    if len(failed) > SHOWN_FAILURES:
+        more = len(failed) - SHOWN_FAILURES
+        print(f"  and {more} more failed trial{'s' if more > 1 else ''} (each with its fail_reason)")
     print(f"optuna study: {describe(cfg.sweep.storage)} (study_name={cfg.study_name})")
-    uri = str(cfg.tracking.uri)
-    dashboards = f"open {mask_password(uri)}" if uri.startswith(("http://", "https://")) else \
-        f"mlflow ui --backend-store-uri {mask_password(uri)}"
-    print(f"next: {dashboards}   |   python -m analysis.report")
+    uri = mask_password(str(cfg.tracking.uri))
+    if cfg.tracking.enabled:
+        print(f"mlflow: {mask_password(absolute_uri(str(cfg.tracking.uri)))} "
+              f"(experiment={cfg.tracking.experiment or cfg.study_name})")
+        web = uri.startswith(("http://", "https://"))
+        dashboards = f"open {uri}" if web else f"mlflow ui --backend-store-uri {uri}"
+        report = "" if uri == TrackingConfig.uri else f" --tracking-uri {uri}"
+        print(f"next: {dashboards}   |   python -m analysis.report{report}")
+    else:
+        print("mlflow: off (tracking=none): no curves or weights recorded, so no dashboards and no analysis report")
     if stopped:
         print(f"error: the sweep stopped after {failures} failed trials (sweep.max_failures="
               f"{cfg.sweep.max_failures}); see each trial's fail_reason", file=sys.stderr)

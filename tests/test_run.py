@@ -72,6 +72,7 @@ def test_a_short_sweep_end_to_end(runs):
     assert f"optuna study: {cwd / 'optuna.journal'} (study_name=moons-quick)" in proc.stdout
     assert "study moons-quick: " in proc.stdout
     assert not (cwd / "mlflow.db").exists()  # tracking=none
+    assert "mlflow: off (tracking=none)" in proc.stdout and "mlflow ui" not in proc.stdout, explain(proc)
     assert not list((cwd / "tmp").iterdir())  # no temporary file outlives the run
 
 

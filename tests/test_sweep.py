@@ -320,6 +320,17 @@ def test_a_diverging_trial_is_recorded_and_the_sweep_finishes(tmp_path):
     assert all(t.params["optimizer.lr"] > 1 for t in failed)
     assert any(t.state == S.COMPLETE for t in trials)
     assert f"{len(failed)} failed" in proc.stdout
+    for trial in failed[:3]:  # the summary names them with their reason
+        assert f"failed trial #{trial.number}: {trial.user_attrs['fail_reason']}\n" in proc.stdout, explain(proc)
+
+
+def test_a_sweep_whose_every_trial_fails_names_three_and_counts_the_rest(tmp_path):
+    proc = run_py(tmp_path, *QUICK, SGD_HUGE_LR, "sweep.n_trials=5", "sweep.max_failures=10")
+    assert proc.returncode == 1, explain(proc)
+    assert "no trial completed" in proc.stderr, explain(proc)
+    named = [line for line in proc.stdout.splitlines() if line.startswith("failed trial #")]
+    assert len(named) == 3 and all("diverged" in line for line in named), explain(proc)
+    assert "  and 2 more failed trials (each with its fail_reason)" in proc.stdout, explain(proc)
 
 
 def test_max_failures_stops_the_sweep_early(tmp_path):

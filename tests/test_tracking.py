@@ -243,6 +243,8 @@ def test_a_sqlite_sweep_records_the_study_and_a_resume_reuses_its_parent(tmp_pat
     assert not list(temp.iterdir())  # none outlives the run
     assert "INFO" not in proc.stderr and "alembic" not in proc.stderr  # no MLflow start-up noise
     assert "warning: tracking" not in proc.stderr
+    assert f"mlflow: sqlite:///{tmp_path / 'mlflow.db'} (experiment=moons-quick)" in proc.stdout, explain(proc)
+    assert "next: mlflow ui --backend-store-uri sqlite:///mlflow.db   |   python -m analysis.report\n" in proc.stdout
     from mlflow.tracking import MlflowClient
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     check_study_record(client, load_study(tmp_path), tmp_path)
