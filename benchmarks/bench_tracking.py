@@ -29,7 +29,7 @@ What it measures:
 
 Run it (about 4 minutes on 2 cores)::
 
-    python benchmarks/bench_tracking.py                 # both parts
+    python benchmarks/bench_tracking.py                 # all three parts
     python benchmarks/bench_tracking.py --skip-study    # part 1 only (seconds)
     python benchmarks/bench_tracking.py --repeats 3     # more study runs per side (default 2)
 
@@ -232,6 +232,8 @@ def main() -> None:
         return
 
     wall, cpu, epochs = compare("default study (python run.py: 50 trials, 2 workers)", [], args.repeats)
+    compare("default study, one worker (python run.py sweep.n_workers=1: the same trials on both sides)",
+            ["sweep.n_workers=1"], args.repeats)
     per_trial_epochs = round(epochs / 50)
     floor = mlflow_floor(50, per_trial_epochs)
     bound = (cpu + floor) / (2 * wall)
@@ -239,8 +241,6 @@ def main() -> None:
           f" (no artifacts, no plots): {floor:.2f} s CPU.\n   On 2 cores with no idle moment, the default study "
           f"with that alone would take >= ({cpu:.1f} + {floor:.1f}) / 2 = {(cpu + floor) / 2:.1f} s against "
           f"{wall:.1f} s off: ratio >= {bound:.3f}")
-    compare("default study, one worker (python run.py sweep.n_workers=1: the same trials on both sides)",
-            ["sweep.n_workers=1"], args.repeats)
 
 
 if __name__ == "__main__":
