@@ -142,23 +142,18 @@ def mlflow_floor(n_trials: int, epochs: int) -> float:
 
 
 def _floor_process(n_trials: int, epochs: int) -> None:
-    """``--floor``: what :func:`mlflow_floor` measures, in this process; prints the CPU seconds."""
-    import logging
+    """``--floor``: what :func:`mlflow_floor` measures, in this process; prints the CPU seconds. The store is
+    opened as the tracking process opens it (``_Recorder.client``); then only MLflow's own calls."""
+    from experiments.tracking import _Recorder
+    from experiments.tracking_process import Settings
 
-    from experiments.mlflow_store import save_template, seed_store  # (with Optuna: run.py has both already)
-
-    start = time.process_time()
-    from mlflow.entities import Metric, Param, RunTag
-    from mlflow.tracking import MlflowClient
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    start = time.process_time()  # (the harness, with Optuna, is imported already: so it is in run.py)
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/mlflow.db"
-        new = seed_store(uri)
-        client = MlflowClient(uri)
-        if new:
-            save_template(uri)
-        experiment = client.create_experiment("floor")
+        recorder = _Recorder(Settings(uri, uri, "floor", log_plots=False))
+        client, experiment = recorder.client(), recorder.experiment_id("floor")
+        from mlflow.entities import Metric, Param, RunTag
+
         for number in range(n_trials):
             run = client.create_run(experiment, tags={"mlflow.runName": f"trial-{number:04d}"})
             now = int(time.time() * 1000)

@@ -26,7 +26,7 @@ from .sweep import (
     work,
 )
 from .tracking import TrackingError, fetch_run, make_tracker
-from .tracking_process import absolute_uri
+from .tracking_process import settings_of
 from .trainer import train_config
 
 USER_ERRORS = (ConfigError, DataError, SearchSpaceError, SweepError, TrackingError)
@@ -257,10 +257,10 @@ def summarise(cfg: DictConfig, study: optuna.Study) -> int:
         more = len(failed) - SHOWN_FAILURES
         print(f"  and {more} more failed trial{'s' if more > 1 else ''} (each with its fail_reason)")
     print(f"optuna study: {describe(cfg.sweep.storage)} (study_name={cfg.study_name})")
-    uri = mask_password(str(cfg.tracking.uri))
     if cfg.tracking.enabled:
-        print(f"mlflow: {mask_password(absolute_uri(str(cfg.tracking.uri)))} "
-              f"(experiment={cfg.tracking.experiment or cfg.study_name})")
+        settings = settings_of(cfg)
+        uri = settings.location  # as given, password masked
+        print(f"mlflow: {mask_password(settings.uri)} (experiment={settings.experiment})")
         web = uri.startswith(("http://", "https://"))
         dashboards = f"open {uri}" if web else f"mlflow ui --backend-store-uri {uri}"
         report = "" if uri == TrackingConfig.uri else f" --tracking-uri {uri}"
