@@ -193,6 +193,8 @@ class PrunerConfig:
     n_warmup_steps: int = 3
     percentile: float = 25.0  # percentile pruner: prune below the best this percentile of the trials at a step
     interval_steps: int = 1  # median, percentile: epochs between two checks, the first at n_warmup_steps
+    min_resource: int = 1  # hyperband: epochs of its first rung (its rungs: min_resource * reduction_factor**k)
+    reduction_factor: int = 3  # hyperband: 1 / the share of a rung's trials promoted to the next
 
 
 @dataclass
@@ -474,6 +476,8 @@ def _validate_sweep(sweep: Any) -> None:
     _check_min("sweep.pruner.n_startup_trials", sweep.pruner.n_startup_trials, 0)
     _check_min("sweep.pruner.n_warmup_steps", sweep.pruner.n_warmup_steps, 0)
     _check_min("sweep.pruner.interval_steps", sweep.pruner.interval_steps, 1)
+    _check_min("sweep.pruner.min_resource", sweep.pruner.min_resource, 1)
+    _check_min("sweep.pruner.reduction_factor", sweep.pruner.reduction_factor, 2)
     if not 0 < sweep.pruner.percentile < 100:
         _fail(f"sweep.pruner.percentile must be between 0 and 100 (exclusive), got {sweep.pruner.percentile}")
     metrics, directions = list(sweep.objective.metrics), list(sweep.objective.directions)

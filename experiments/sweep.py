@@ -82,9 +82,12 @@ def grid_size(plan: SweepPlan) -> int | None:
     return math.prod(len(values) for values in grid_of(plan.space).values())
 
 
-def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
-    """The configured pruner (``none`` never prunes)."""
-    p = cfg.sweep.pruner
+def make_pruner(plan: SweepPlan) -> optuna.pruners.BasePruner:
+    """The configured pruner (``none`` never prunes). Hyperband's largest resource is the most epochs a
+    trial of the plan can run, given rather than Optuna's ``"auto"`` (the longest of the first complete
+    trials), which differs between workers and runs when the space samples ``train.epochs``; a study
+    whose trials end before the first rung is never pruned."""
+    p = plan.cfg.sweep.pruner
     if p.name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps,
                                            interval_steps=p.interval_steps)
@@ -92,16 +95,36 @@ def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
         return optuna.pruners.PercentilePruner(p.percentile, n_startup_trials=p.n_startup_trials,
                                                n_warmup_steps=p.n_warmup_steps, interval_steps=p.interval_steps)
     if p.name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=max(1, p.n_warmup_steps))
+        return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, reduction_factor=p.reduction_factor,
+                                              max_resource=max(most_epochs(plan), p.min_resource))
     return optuna.pruners.NopPruner()
+
+
+def most_epochs(plan: SweepPlan) -> int:
+    """The most epochs a trial of the plan can run: the top of a searched ``train.epochs``, else its value."""
+    dist = plan.space.get("train.epochs")
+    if dist is None:
+        return int(plan.fixed.get("train.epochs", plan.cfg.train.epochs))
+    return int(max(dist.choices) if isinstance(dist, optuna.distributions.CategoricalDistribution) else dist.high)
 
 
 def pruning_checks(p: DictConfig):
     """epoch (1, 2, ...) -> whether the pruner may prune there, so that it is asked only then (an ask
     reads the study): as Optuna's median and percentile pruners, at the first epoch they may look at
-    (``n_warmup_steps``, at least 1) and every ``interval_steps`` after; the others (hyperband) every epoch."""
+    (``n_warmup_steps``, at least 1) and every ``interval_steps`` after; hyperband at its rungs
+    (``min_resource * reduction_factor**k``: those of every bracket)."""
+    if p.name == "hyperband":
+        first, factor = int(p.min_resource), int(p.reduction_factor)
+
+        def on_a_rung(epoch: int) -> bool:
+            rung = first
+            while rung < epoch:
+                rung *= factor
+            return rung == epoch
+
+        return on_a_rung
     start = int(p.n_warmup_steps)
-    every = int(p.interval_steps) if p.name in ("median", "percentile") else 1
+    every = int(p.interval_steps)
 
     def asked(epoch: int) -> bool:
         return epoch == max(start, 1) or (epoch > start and (epoch - start) % every == 0)
@@ -138,7 +161,7 @@ def open_study(plan: SweepPlan, worker: int = 0, storage: optuna.storages.BaseSt
     try:
         study = optuna.create_study(study_name=cfg.study_name, storage=storage, load_if_exists=True,
                                     directions=plan.directions, sampler=make_sampler(cfg, plan, worker),
-                                    pruner=make_pruner(cfg))
+                                    pruner=make_pruner(plan))
     except ValueError as err:
         if "direction" in str(err).lower():
             raise SweepError(f"study {cfg.study_name!r} in {describe(url)} was made with other "

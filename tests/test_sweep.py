@@ -93,28 +93,34 @@ def plan_for(*overrides: str):
 def test_the_configured_pruner_is_built_with_its_settings(hydra_conf):
     from experiments.sweep import make_pruner
 
-    median = make_pruner(plan_for().cfg)  # the default study: median every 10 epochs from 10, after 3 trials
-    assert isinstance(median, optuna.pruners.MedianPruner)
+    bands = make_pruner(plan_for())  # the default study: rungs at epochs 7 and 21; up to 60 epochs (the space's top)
+    assert isinstance(bands, optuna.pruners.HyperbandPruner)
+    assert (bands._min_resource, bands._reduction_factor, bands._max_resource) == (7, 3, 60)
+    fixed = make_pruner(plan_for("sweep.params={train.epochs: 30}", "sweep.pruner.min_resource=5"))
+    assert (fixed._min_resource, fixed._max_resource) == (5, 30)
+    assert make_pruner(plan_for('sweep.params={train.epochs: "choice(10, 40)"}'))._max_resource == 40
+    median = make_pruner(plan_for("sweep.pruner.name=median"))  # every 10 epochs from 10, after 3 trials
+    assert type(median) is optuna.pruners.MedianPruner
     assert (median._n_warmup_steps, median._interval_steps, median._n_startup_trials) == (10, 10, 3)
     cut = make_pruner(plan_for("sweep.pruner.name=percentile", "sweep.pruner.percentile=30",
-                               "sweep.pruner.n_warmup_steps=4").cfg)
+                               "sweep.pruner.n_warmup_steps=4"))
     assert type(cut) is optuna.pruners.PercentilePruner
     assert (cut._percentile, cut._n_warmup_steps, cut._n_startup_trials) == (30.0, 4, 3)
-    assert isinstance(make_pruner(plan_for("sweep.pruner.name=hyperband").cfg), optuna.pruners.HyperbandPruner)
-    assert isinstance(make_pruner(plan_for("sweep.pruner.name=none").cfg), optuna.pruners.NopPruner)
+    assert isinstance(make_pruner(plan_for("sweep.pruner.name=none")), optuna.pruners.NopPruner)
 
 
 @pytest.mark.parametrize("overrides, epochs", [
-    ([], range(10, 61, 10)),  # the default
-    (["sweep.pruner.interval_steps=1"], range(10, 61)),
+    (["sweep.pruner.name=median"], range(10, 61, 10)),
+    (["sweep.pruner.name=median", "sweep.pruner.interval_steps=1"], range(10, 61)),
     (["sweep.pruner.name=percentile", "sweep.pruner.interval_steps=3"], range(10, 61, 3)),
-    (["sweep.pruner.n_warmup_steps=0", "sweep.pruner.interval_steps=4"], [1, *range(4, 61, 4)]),
+    (["sweep.pruner.name=median", "sweep.pruner.n_warmup_steps=0", "sweep.pruner.interval_steps=4"],
+     [1, *range(4, 61, 4)]),
 ])
 def test_the_pruner_is_asked_at_every_epoch_where_it_could_prune_and_only_there(hydra_conf, overrides, epochs):
     from experiments.sweep import make_pruner, pruning_checks
 
-    cfg = plan_for("sweep.pruner.n_startup_trials=1", *overrides).cfg
-    pruner, asked = make_pruner(cfg), pruning_checks(cfg.sweep.pruner)
+    plan = plan_for("sweep.pruner.n_startup_trials=1", *overrides)
+    pruner, asked = make_pruner(plan), pruning_checks(plan.cfg.sweep.pruner)
     study = optuna.create_study(pruner=pruner)
     good = study.ask()
     for epoch in range(1, 61):
@@ -127,6 +133,38 @@ def test_the_pruner_is_asked_at_every_epoch_where_it_could_prune_and_only_there(
         would_prune.append(epoch if pruner.prune(study, study.trials[bad.number]) else None)
     assert [e for e in would_prune if e] == list(epochs)
     assert [epoch for epoch in range(1, 61) if asked(epoch)] == list(epochs)
+
+
+def test_hyperband_asked_only_at_its_rungs_prunes_as_if_asked_every_epoch(hydra_conf):
+    from experiments.sweep import make_pruner, pruning_checks
+
+    plan = plan_for()  # the default: hyperband, rungs at 7 and 21, trials of up to 60 epochs
+    asked = pruning_checks(plan.cfg.sweep.pruner)
+    assert [epoch for epoch in range(1, 200) if asked(epoch)] == [7, 21, 63, 189]
+    rng = np.random.default_rng(0)
+    curves = [rng.uniform(0.05, 0.5) + rng.uniform(0.1, 2.0) / np.arange(1, 61) ** rng.uniform(0.2, 1.5)
+              for _ in range(40)]
+
+    def prune_epochs(ask) -> list:
+        study = optuna.create_study(study_name="digits-default", pruner=make_pruner(plan))
+        stops = []
+        for curve in curves:
+            trial, stop = study.ask(), None
+            for epoch in range(1, 61):
+                trial.report(curve[epoch - 1], epoch)
+                if ask(epoch) and trial.should_prune():
+                    stop = epoch
+                    break
+            if stop:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            else:
+                study.tell(trial, curve[-1])
+            stops.append(stop)
+        return stops
+
+    every, at_rungs = prune_epochs(lambda epoch: True), prune_epochs(asked)
+    assert at_rungs == every
+    assert {7, 21} <= set(every)  # both rungs cut some trials
 
 
 def test_plan_keeps_the_users_overrides_except_searched_keys(hydra_conf):
