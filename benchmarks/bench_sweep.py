@@ -39,7 +39,7 @@ What it runs (each study from scratch in its own temp dir, N trials, default N =
             for the default seed 0 and the others of ``--prune-seeds`` (pruning changes where TPE searches
             next, so one seed's gap is mostly the search's luck: the unpruned best alone varies ~10% by seed).
 
-Run it (about 23 minutes on the 2-core development machine, half of it the pruning comparisons)::
+Run it (about 27 minutes on the 2-core development machine, half of it the pruning comparisons)::
 
     python benchmarks/bench_sweep.py               # 50 trials per study, 7 default-study repeats, 12 seeds
     python benchmarks/bench_sweep.py --prune-seeds 1   # the 1-worker pruning comparison on seed 0 only
