@@ -112,7 +112,9 @@ def pruning_checks(p: DictConfig):
     """epoch (1, 2, ...) -> whether the pruner may prune there, so that it is asked only then (an ask
     reads the study): as Optuna's median and percentile pruners, at the first epoch they may look at
     (``n_warmup_steps``, at least 1) and every ``interval_steps`` after; hyperband at its rungs
-    (``min_resource * reduction_factor**k``: those of every bracket)."""
+    (``min_resource * reduction_factor**k``: those of every bracket); ``none`` never."""
+    if p.name == "none":
+        return lambda epoch: False
     if p.name == "hyperband":
         first, factor = int(p.min_resource), int(p.reduction_factor)
 

@@ -115,6 +115,7 @@ def test_the_configured_pruner_is_built_with_its_settings(hydra_conf):
     (["sweep.pruner.name=percentile", "sweep.pruner.interval_steps=3"], range(10, 61, 3)),
     (["sweep.pruner.name=median", "sweep.pruner.n_warmup_steps=0", "sweep.pruner.interval_steps=4"],
      [1, *range(4, 61, 4)]),
+    (["sweep.pruner.name=none"], []),  # never prunes: never asked
 ])
 def test_the_pruner_is_asked_at_every_epoch_where_it_could_prune_and_only_there(hydra_conf, overrides, epochs):
     from experiments.sweep import make_pruner, pruning_checks
