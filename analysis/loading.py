@@ -22,7 +22,8 @@ COMPLETE, PRUNED, FAIL, RUNNING), ``value`` (the objective; ``value_0``, ``value
 several), one column per searched hyperparameter named by its config key (``optimizer``,
 ``optimizer.lr``, ...), any ``config_keys`` asked for, the final metrics (``train_cost``,
 ``val_cost``, ``train_accuracy``, ``val_accuracy``, ``test_cost``, ``test_accuracy``,
-``epochs_run``, ``n_params``), ``seed``, ``duration_s``, ``reason`` (why it was pruned or
+``epochs_run``, ``n_params``, and ``restored_epoch``: with ``train.restore_best`` the result is that
+epoch's, not the curves' last), ``seed``, ``duration_s``, ``reason`` (why it was pruned or
 failed) and ``run_id`` (its MLflow run; missing when tracking lost it).
 
 ``load_curves``: the long frame of :mod:`analysis.convergence`: ``trial`` (int), ``epoch`` (int,
@@ -52,7 +53,7 @@ from experiments.tracking import EPOCH_METRICS, PARENT_ATTR, absolute_uri
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CURVE_METRICS = EPOCH_METRICS  # train_cost, val_cost, train_accuracy, val_accuracy, time
 FINAL_METRICS = ("train_cost", "val_cost", "train_accuracy", "val_accuracy", "test_cost", "test_accuracy",
-                 "epochs_run", "n_params")
+                 "epochs_run", "n_params", "restored_epoch")
 SEED_KIND = "seed-robustness"  # tag ``kind`` of the runs analysis.seeds adds under a study's parent run
 TRIAL_TAG = "optuna.trial_number"
 PARENT_TAG = "mlflow.parentRunId"
@@ -283,7 +284,7 @@ def _config_value(params: dict, key: str):
 def _mlflow_trials(runs: list, record: StudyRecord, keys: list[str]) -> pd.DataFrame:
     rows = []
     for run in runs:
-        tags, metrics = run.data.tags, run.data.metrics
+        tags, metrics = run.data.tags, _results(run.data.metrics)
         row = {"trial": int(tags[TRIAL_TAG]), "state": tags.get("optuna.trial_state"), "run_id": run.info.run_id,
                "_start": run.info.start_time or 0}
         complete = row["state"] == "COMPLETE"  # only a complete trial has an objective value
@@ -304,6 +305,13 @@ def _mlflow_trials(runs: list, record: StudyRecord, keys: list[str]) -> pd.DataF
     # a trial recorded twice (a parent run made again): its latest run
     frame = frame.sort_values("_start", kind="stable").drop_duplicates("trial", keep="last")
     return frame.drop(columns="_start")
+
+
+def _results(metrics: dict[str, float]) -> dict[str, float]:
+    """A trial run's latest metrics with its result in place of the curves' last points: the
+    ``restored_<name>`` of a run that kept its best epoch (``train.restore_best``)."""
+    return {**metrics, **{k[len("restored_"):]: v for k, v in metrics.items()
+                          if k.startswith("restored_") and k != "restored_epoch"}}
 
 
 def _optuna_trials(study, keys: list[str]) -> pd.DataFrame:

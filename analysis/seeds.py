@@ -33,6 +33,7 @@ import yaml
 from omegaconf import OmegaConf
 
 import nncore
+from experiments.tracking import final_metrics
 
 from .convergence import final_spread
 from .loading import (
@@ -260,8 +261,7 @@ def _log_seed_run(client, record: StudyRecord, cfg, source, art, result) -> str:
         metrics = [Metric(k, float(v), now, m.epoch) for m in result.history.epochs
                    for k, v in m.as_dict().items() if k in CURVE_METRICS]
         data = art.data
-        final = {**result.evaluate(data.X_test, data.y_test, art.cost, "test"),
-                 "epochs_run": result.final["epochs_run"], "n_params": result.final["n_params"]}
+        final = {**result.evaluate(data.X_test, data.y_test, art.cost, "test"), **final_metrics(result.final)}
         metrics += [Metric(k, float(v), now, int(result.final["epochs_run"])) for k, v in final.items()]
         for lo in range(0, len(metrics), MAX_METRICS_PER_BATCH):
             client.log_batch(run_id, metrics=metrics[lo:lo + MAX_METRICS_PER_BATCH])

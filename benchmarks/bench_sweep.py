@@ -189,7 +189,7 @@ def interleaved_main(overrides: list[str]) -> None:
             ran = len(frozen.intermediate_values) if frozen.state == S.PRUNED else None
             bare, bare_cpu = time.perf_counter(), time.process_time()
             try:
-                result = train_config(cfg, data, lambda metrics: ran is not None and metrics.epoch >= ran)
+                result = train_config(cfg, data, lambda metrics, kept: ran is not None and metrics.epoch >= ran)
             except nncore.DivergenceError:
                 result = None
             out["bare"] += time.perf_counter() - bare

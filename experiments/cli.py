@@ -60,7 +60,7 @@ def train_once(cfg: DictConfig, reference: dict | None = None) -> int:
     tracker.start_trial(None, cfg, {})
     bar = tqdm(total=cfg.train.epochs, desc="epochs", unit="epoch", leave=False)
 
-    def on_epoch(m: nncore.EpochMetrics) -> bool:
+    def on_epoch(m: nncore.EpochMetrics, kept: nncore.EpochMetrics) -> bool:
         tracker.log_epoch(m.as_dict(), m.epoch)
         bar.update(1)
         bar.set_postfix(val_cost=f"{m.val_cost:.4g}")
@@ -245,7 +245,8 @@ def summarise(cfg: DictConfig, study: optuna.Study) -> int:
     for trial in best[:3]:
         values = ", ".join(f"{m}={_fmt(v)}" for m, v in zip(metrics, trial.values))
         print(f"best trial #{trial.number}: {values}")
-        extra = {k: v for k, v in trial.user_attrs.items() if k in ("val_accuracy", "train_cost", "epochs_run")}
+        extra = {k: v for k, v in trial.user_attrs.items()
+                 if k in ("val_accuracy", "train_cost", "restored_epoch", "epochs_run")}
         if extra:
             print("  " + ", ".join(f"{k}={_fmt(v)}" for k, v in extra.items()))
         print("  " + " ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items()))

@@ -176,6 +176,7 @@ class TrainConfig:
     order_seed: int | None = None  # mini-batch order and dropout only; None: continue train.seed's stream
     dtype: str = "float32"
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    restore_best: bool = True  # end on the weights of the epoch of lowest val_cost; False: the last epoch's
     threads: int = 1  # BLAS + optimizer threads per worker
 
 

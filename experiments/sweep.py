@@ -322,11 +322,11 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker
         data = load_dataset(cfg.data, split_seed(cfg))
         trial.set_user_attr("seed", int(cfg.train.seed))
 
-        def on_epoch(metrics: nncore.EpochMetrics) -> bool:
+        def on_epoch(metrics: nncore.EpochMetrics, kept: nncore.EpochMetrics) -> bool:
             tracker.log_epoch(metrics.as_dict(), metrics.epoch)
             if not single:
                 return False
-            trial.report(getattr(metrics, metric), metrics.epoch)
+            trial.report(getattr(kept, metric), metrics.epoch)  # what the trial would return if it stopped now
             if checks(metrics.epoch) and trial.should_prune():
                 pruned_at.append(metrics.epoch)
             return bool(pruned_at)

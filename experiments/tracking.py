@@ -258,7 +258,7 @@ class MlflowTracker:
             return  # the trial failed before it had a run (its config did not compose)
         key, epochs = self._trial, self._epochs
         self._trial, self._epochs = None, []
-        metrics = {k: float(v) for k, v in final.items() if k not in EPOCH_METRICS and _is_number(v)}
+        metrics = final_metrics(final)
         folder = None
         try:
             if result is not None:
@@ -349,6 +349,16 @@ class MlflowTracker:
         if not self._lost:
             _log.warning("tracking: %s (the study goes on)", what)
         self._lost.append(what)
+
+
+def final_metrics(final: dict) -> dict[str, float]:
+    """What a run logs of its ``final`` besides the curves: ``epochs_run``, ``n_params``, and with
+    ``train.restore_best`` ``restored_epoch`` and that epoch's metrics as ``restored_<name>`` (the curves'
+    last points are the last epoch's; the run's result, its weights and test metrics are the kept one's)."""
+    metrics = {k: float(v) for k, v in final.items() if k not in EPOCH_METRICS and _is_number(v)}
+    if "restored_epoch" in final:
+        metrics.update({f"restored_{k}": float(v) for k, v in final.items() if k in EPOCH_METRICS and _is_number(v)})
+    return metrics
 
 
 def _is_number(value) -> bool:
@@ -788,7 +798,8 @@ def _short(value) -> str:
 
 def _is_result(name: str) -> bool:
     """A metric of a trained net (not a bookkeeping attr such as pid or seed)."""
-    return name in EPOCH_METRICS[:-1] or name in ("epochs_run", "n_params") or name.startswith("test_")
+    return (name in EPOCH_METRICS[:-1] or name in ("epochs_run", "n_params", "restored_epoch")
+            or name.startswith("test_"))
 
 
 def _load_study(study_name: str, storage: str) -> optuna.Study:

@@ -18,12 +18,12 @@ from .data import Dataset
 
 @dataclass
 class TrainResult:
-    """A finished (or stopped) run: the trained net, its starting weights and its curves."""
+    """A finished (or stopped) run: the trained net (the kept epoch's weights), its starting weights and its curves."""
 
     net: nncore.Network
     initial_params: np.ndarray  # (n_params,)
     history: nncore.History
-    final: dict  # last epoch's metrics, plus n_params
+    final: dict  # the kept epoch's metrics (restored_epoch), epochs_run, n_params
 
     def evaluate(self, X: np.ndarray, y: np.ndarray, cost: str, prefix: str) -> dict:
         """``{prefix_cost, prefix_accuracy}`` on another split (dropout off)."""
@@ -78,10 +78,37 @@ class EarlyStopping:
         return self.waited >= self.patience
 
 
-def train_config(cfg: DictConfig, data: Dataset,
-                 on_epoch: Callable[[nncore.EpochMetrics], bool] | None = None) -> TrainResult:
-    """Train the network of ``cfg`` on ``data``; ``on_epoch`` may stop it (pruning).
+class KeptEpoch:
+    """The epoch a run ends on if it stops now: with ``restore_best``, the one of lowest validation
+    cost so far, whose weights it keeps a copy of (Keras' ``restore_best_weights``); else the last."""
 
+    def __init__(self, net: nncore.Network, restore_best: bool):
+        self.net = net
+        self.params = net.params.copy() if restore_best else None  # (n_params,)
+        self.metrics: nncore.EpochMetrics | None = None
+
+    def __call__(self, metrics: nncore.EpochMetrics) -> nncore.EpochMetrics:
+        """Take the epoch that just ended; return the kept one."""
+        if self.params is None or metrics.val_cost is None:
+            self.metrics = metrics
+        elif self.metrics is None or metrics.val_cost < self.metrics.val_cost:
+            self.metrics = metrics
+            self.params[...] = self.net.params
+        return self.metrics
+
+    def restore(self) -> None:
+        """Put the kept epoch's weights back into the network."""
+        if self.params is not None and self.metrics is not None:
+            self.net.params[...] = self.params
+
+
+def train_config(cfg: DictConfig, data: Dataset,
+                 on_epoch: Callable[[nncore.EpochMetrics, nncore.EpochMetrics], bool] | None = None) -> TrainResult:
+    """Train the network of ``cfg`` on ``data``; ``on_epoch(metrics, kept)`` may stop it (pruning).
+
+    ``kept`` is the epoch the run would end on if it stopped now (``train.restore_best``: the
+    lowest validation cost so far). The result's net, ``final`` metrics (with ``restored_epoch``)
+    and the test metrics are that epoch's; ``history`` holds every epoch.
     Raises ``nncore.DivergenceError`` when a cost turns non-finite.
     """
     rng = np.random.default_rng(cfg.train.seed)
@@ -90,9 +117,12 @@ def train_config(cfg: DictConfig, data: Dataset,
     if cfg.train.get("order_seed") is not None:  # same initial weights, another data order
         rng = np.random.default_rng([cfg.train.order_seed, 1])
     early = EarlyStopping(cfg.train.early_stopping.patience, cfg.train.early_stopping.min_delta)
+    restore_best = bool(cfg.train.restore_best)
+    kept = KeptEpoch(net, restore_best)
 
     def callback(metrics: nncore.EpochMetrics) -> bool:
-        stop = bool(on_epoch(metrics)) if on_epoch is not None else False
+        now = kept(metrics)
+        stop = bool(on_epoch(metrics, now)) if on_epoch is not None else False
         return early(metrics) or stop
 
     _, cost = output_and_cost(cfg, data.task)
@@ -100,7 +130,10 @@ def train_config(cfg: DictConfig, data: Dataset,
         history = nncore.fit(net, data.X_train, data.y_train, optimizer=build_optimizer(cfg), epochs=cfg.train.epochs,
                              batch_size=cfg.train.batch_size, rng=rng, cost=cost, X_val=data.X_val, y_val=data.y_val,
                              callback=callback)
-    final = history.epochs[-1].as_dict() if history.epochs else {}
+    kept.restore()
+    final = kept.metrics.as_dict() if kept.metrics is not None else {}
+    if restore_best and kept.metrics is not None:
+        final["restored_epoch"] = kept.metrics.epoch
     final.pop("epoch", None)
     final.pop("time", None)
     final["epochs_run"] = len(history.epochs)

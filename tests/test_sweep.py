@@ -25,7 +25,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from experiments.composition import compose_trial, make_plan
-from experiments.config import register_configs, validate
+from experiments.config import register_configs, split_seed, validate
+from experiments.data import load_dataset
 from experiments.search_space import SearchSpaceError, as_overrides, suggest
 from experiments.storage import Retry
 from experiments.sweep import (
@@ -469,6 +470,42 @@ def test_order_seed_keeps_the_initial_weights_and_data_seed_keeps_the_split():
     assert not np.array_equal(one.net.params, two.net.params) and not np.array_equal(plain.net.params, one.net.params)
     seed, other = runs["seed 5"]
     assert seed == 0 and not np.array_equal(other.initial_params, plain.initial_params)  # same split, other weights
+
+
+@pytest.mark.parametrize("restore_best", [True, False])
+def test_restore_best_ends_on_the_epoch_of_lowest_val_cost_and_says_so_every_epoch(hydra_conf, restore_best):
+    from experiments.trainer import train_config
+
+    cfg = compose(config_name="config", overrides=["data=iris", "train.epochs=20", "mode=train", "optimizer=sgd",
+                                                   "optimizer.lr=0.3", f"train.restore_best={restore_best}"])
+    data = load_dataset(cfg.data, split_seed(cfg))
+    kept_each_epoch = []
+    result = train_config(cfg, data, lambda metrics, kept: kept_each_epoch.append(kept.epoch))
+    curve = [m.val_cost for m in result.history.epochs]
+    assert len(curve) == 20 and int(np.argmin(curve)) + 1 < 20  # the curve rises after its lowest point
+    assert any(b > a for a, b in zip(curve, curve[1:]))
+    running_best = [int(np.argmin(curve[:epoch])) + 1 for epoch in range(1, 21)]
+    assert kept_each_epoch == (running_best if restore_best else list(range(1, 21)))
+    kept = kept_each_epoch[-1]
+    assert result.final["val_cost"] == curve[kept - 1] and result.final["epochs_run"] == 20
+    assert result.final.get("restored_epoch") == (kept if restore_best else None)
+    val = result.evaluate(data.X_val, data.y_val, "cross_entropy", "val")  # the net holds the kept weights
+    assert val["val_cost"] == pytest.approx(curve[kept - 1], rel=1e-5)
+
+
+@pytest.mark.parametrize("restore_best", [True, False])
+def test_the_pruner_sees_what_the_trial_would_return_if_it_stopped_then(hydra_conf, restore_best):
+    plan = plan_for(*QUICK, "sweep.n_trials=4", "sweep.pruner.name=none", f"train.restore_best={restore_best}",
+                    'sweep.params={optimizer: sgd, optimizer.lr: "tag(log, interval(0.3, 1.0))", train.epochs: 20}')
+    work(plan)
+    trials = load(hydra_conf).trials
+    assert [t.state for t in trials] == [S.COMPLETE] * 4
+    rises = 0
+    for trial in trials:
+        reported = [trial.intermediate_values[epoch] for epoch in range(1, 21)]
+        assert trial.value == reported[-1]  # the last report is the objective
+        rises += any(b > a for a, b in zip(reported, reported[1:]))
+    assert rises == 0 if restore_best else rises > 0  # the lowest so far, or each epoch's own
 
 
 def test_the_journal_is_fsynced_once_per_trial_state_change_and_holds_every_write(tmp_path, monkeypatch):

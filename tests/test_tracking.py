@@ -118,7 +118,8 @@ def check_study_record(client, study: optuna.Study, tmp: Path) -> dict:
 
 
 def check_weights_reproduce(client, run, dst: Path) -> None:
-    """The logged final weights, loaded into a Network, give the logged final val_cost."""
+    """The logged final weights, loaded into a Network, give the logged result: with
+    ``train.restore_best`` (the default) the lowest val_cost of the curve, at ``restored_epoch``."""
     dst.mkdir(exist_ok=True)
     cfg = OmegaConf.load(client.download_artifacts(run.info.run_id, "config.yaml", str(dst)))
     final = Network.load(client.download_artifacts(run.info.run_id, "weights/final.npz", str(dst)))
@@ -127,7 +128,11 @@ def check_weights_reproduce(client, run, dst: Path) -> None:
     data = load_dataset(cfg.data, cfg.train.seed)
     cost = output_and_cost(cfg, data.task)[1]
     val = TrainResult(final, initial.params, None, {}).evaluate(data.X_val, data.y_val, cost, "val")
-    assert val["val_cost"] == pytest.approx(run.data.metrics["val_cost"], rel=1e-6)
+    curve = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_cost")}
+    best = min(curve, key=curve.get)
+    assert cfg.train.restore_best and run.data.metrics["restored_epoch"] == best
+    assert run.data.metrics["restored_val_cost"] == pytest.approx(curve[best], rel=1e-9)
+    assert val["val_cost"] == pytest.approx(curve[best], rel=1e-6)
 
 
 # ---------------------------------------------------------------------------- a real mlflow server
