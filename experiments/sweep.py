@@ -135,10 +135,14 @@ def pruning_checks(p: DictConfig):
 
 
 def space_signature(plan: SweepPlan) -> str:
-    """The search space and objective as text, stored with the study to refuse mixing."""
+    """The search space and objective as text, stored with the study to refuse mixing. With
+    ``train.restore_best`` the objective is the lowest-val_cost epoch's (studies made before it: the last's)."""
     parts = [f"{k}={optuna.distributions.distribution_to_json(d)}" for k, d in sorted(plan.space.items())]
     parts += [f"{k}={v}" for k, v in sorted(plan.fixed.items())]
-    return "; ".join(parts + [f"objective={plan.metrics}:{plan.directions}"])
+    parts.append(f"objective={plan.metrics}:{plan.directions}")
+    if plan.cfg.train.restore_best:
+        parts.append("result=the epoch of lowest val_cost")
+    return "; ".join(parts)
 
 
 def connect(plan: SweepPlan) -> optuna.storages.BaseStorage:
@@ -178,8 +182,9 @@ def open_study(plan: SweepPlan, worker: int = 0, storage: optuna.storages.BaseSt
     if stored is None:
         study.set_user_attr("search_space", signature)
     elif stored != signature:
-        raise SweepError(f"study {cfg.study_name!r} in {describe(url)} was made with another search "
-                         f"space or objective; start a new study with study_name=NEW_NAME (or restore the space)")
+        raise SweepError(f"study {cfg.study_name!r} in {describe(url)} was made with another search space or "
+                         f"objective (or train.restore_best); start a new study with study_name=NEW_NAME (or "
+                         f"restore the space)")
     return study
 
 

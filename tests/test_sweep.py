@@ -396,13 +396,14 @@ def test_a_study_refuses_another_space_or_direction(tmp_path):
     first = run_py(tmp_path, *QUICK, "sweep.n_trials=2")
     assert first.returncode == 0, explain(first)
     maximize = ["sweep.objective.metrics=[val_accuracy]", "sweep.objective.directions=[maximize]"]
-    other_space, other_direction, renamed = run_many(
+    other_space, other_direction, last_epoch, renamed = run_many(
         tmp_path,
         [*QUICK, "sweep.n_trials=4", 'sweep.params={optimizer.lr: "interval(0.01, 0.1)"}'],
         [*QUICK, "sweep.n_trials=4", *maximize],
+        [*QUICK, "sweep.n_trials=4", "train.restore_best=false"],  # the objective: the last epoch's val_cost
         [*QUICK, "sweep.n_trials=1", *maximize, "study_name=other"],  # what the message advises
     )
-    for proc in (other_space, other_direction):
+    for proc in (other_space, other_direction, last_epoch):
         assert proc.returncode != 0, explain(proc)
         lines = [line for line in proc.stderr.splitlines() if "study_name=NEW_NAME" in line]
         assert len(lines) == 1 and "'moons-quick'" in lines[0], explain(proc)
