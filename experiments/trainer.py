@@ -84,16 +84,16 @@ class KeptEpoch:
 
     def __init__(self, net: nncore.Network, restore_best: bool):
         self.net = net
-        self.params = net.params.copy() if restore_best else None  # (n_params,)
+        self.params = np.empty_like(net.params) if restore_best else None  # (n_params,)
         self.metrics: nncore.EpochMetrics | None = None
 
     def __call__(self, metrics: nncore.EpochMetrics) -> nncore.EpochMetrics:
         """Take the epoch that just ended; return the kept one."""
-        if self.params is None or metrics.val_cost is None:
+        if (self.metrics is None or metrics.val_cost is None  # no validation split: the last epoch
+                or self.params is None or metrics.val_cost < self.metrics.val_cost):
             self.metrics = metrics
-        elif self.metrics is None or metrics.val_cost < self.metrics.val_cost:
-            self.metrics = metrics
-            self.params[...] = self.net.params
+            if self.params is not None:
+                self.params[...] = self.net.params
         return self.metrics
 
     def restore(self) -> None:

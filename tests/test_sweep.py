@@ -494,6 +494,20 @@ def test_restore_best_ends_on_the_epoch_of_lowest_val_cost_and_says_so_every_epo
     assert val["val_cost"] == pytest.approx(curve[kept - 1], rel=1e-5)
 
 
+def test_restore_best_without_a_validation_cost_keeps_the_last_epoch():
+    import nncore
+    from experiments.trainer import KeptEpoch
+
+    net = nncore.Network([2, 3, 1], "tanh", "identity", rng=np.random.default_rng(0))
+    kept = KeptEpoch(net, restore_best=True)
+    for epoch in (1, 2, 3):
+        net.params[...] = epoch
+        assert kept(nncore.EpochMetrics(epoch, train_cost=1.0 / epoch)).epoch == epoch
+    net.params[...] = 0.0
+    kept.restore()
+    assert (net.params == 3).all()
+
+
 @pytest.mark.parametrize("restore_best", [True, False])
 def test_the_pruner_sees_what_the_trial_would_return_if_it_stopped_then(hydra_conf, restore_best):
     plan = plan_for(*QUICK, "sweep.n_trials=4", "sweep.pruner.name=none", f"train.restore_best={restore_best}",
