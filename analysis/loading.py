@@ -48,7 +48,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import nncore
 from experiments.storage import describe, is_rdb, mask_password, open_storage, sqlite_file
-from experiments.tracking import EPOCH_METRICS, PARENT_ATTR, absolute_uri
+from experiments.tracking import EPOCH_METRICS, PARENT_ATTR, RESTORED, absolute_uri
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CURVE_METRICS = EPOCH_METRICS  # train_cost, val_cost, train_accuracy, val_accuracy, time
@@ -310,8 +310,8 @@ def _mlflow_trials(runs: list, record: StudyRecord, keys: list[str]) -> pd.DataF
 def _results(metrics: dict[str, float]) -> dict[str, float]:
     """A trial run's latest metrics with its result in place of the curves' last points: the
     ``restored_<name>`` of a run that kept its best epoch (``train.restore_best``)."""
-    return {**metrics, **{k[len("restored_"):]: v for k, v in metrics.items()
-                          if k.startswith("restored_") and k != "restored_epoch"}}
+    return {**metrics, **{k[len(RESTORED):]: v for k, v in metrics.items()
+                          if k.startswith(RESTORED) and k[len(RESTORED):] in EPOCH_METRICS}}
 
 
 def _optuna_trials(study, keys: list[str]) -> pd.DataFrame:

@@ -56,6 +56,7 @@ from .tracking_process import Link, Settings, absolute_uri, settings_of, take
 PARENT_ATTR = "mlflow_parent_run_id"  # the study user attr that names its parent run
 INTERRUPTED_REASON = "interrupted (Ctrl-C)"  # = experiments.sweep.INTERRUPTED: a trial stopped by the user
 EPOCH_METRICS = ("train_cost", "val_cost", "train_accuracy", "val_accuracy", "time")
+RESTORED = "restored_"  # prefix of a run's result metrics when it kept its best epoch (train.restore_best)
 CHECK_TIMEOUT = 5.0  # seconds for the reachability check before a study
 CLOSE_TIMEOUT = 300.0  # seconds ``close`` waits for the tracking process to write what it was sent
 RETRY_AFTER = 10.0  # seconds the tracking process skips calls after the store failed twice in a row
@@ -357,7 +358,7 @@ def final_metrics(final: dict) -> dict[str, float]:
     last points are the last epoch's; the run's result, its weights and test metrics are the kept one's)."""
     metrics = {k: float(v) for k, v in final.items() if k not in EPOCH_METRICS and _is_number(v)}
     if "restored_epoch" in final:
-        metrics.update({f"restored_{k}": float(v) for k, v in final.items() if k in EPOCH_METRICS and _is_number(v)})
+        metrics.update({RESTORED + k: float(v) for k, v in final.items() if k in EPOCH_METRICS and _is_number(v)})
     return metrics
 
 
