@@ -211,8 +211,8 @@ def plot_interpolations(paths: dict):
 
 
 def plot_final_spread(runs: SeedRuns, metric: str = "val_cost"):
-    """The final ``metric`` of each minimum, one column of points per configuration (the trial's own
-    minimum as a star). Returns the figure."""
+    """``metric`` at each minimum (the epoch of its weights), one column of points per configuration
+    (the trial's own minimum as a star). Returns the figure."""
     ax = Figure(figsize=(6, 3.5), layout="constrained").add_subplot()
     table = runs.runs.loc[runs.runs["state"] == "COMPLETE"]
     configs = list(dict.fromkeys(table["config"]))
@@ -223,7 +223,7 @@ def plot_final_spread(runs: SeedRuns, metric: str = "val_cost"):
         ax.scatter(np.full(int(own.sum()), x), group.loc[own, metric], color="tab:red", marker="*", s=120)
     ax.set_xticks(range(len(configs)), [f"t{c}" for c in configs])
     ax.set_xlabel("configuration (its trial)")
-    ax.set_ylabel(f"final {metric}")
+    ax.set_ylabel(f"{metric} at the minimum")
     return ax.figure
 
 
@@ -425,10 +425,10 @@ def _seeds_section(page: _Page, runs: SeedRuns, comparison: SeedComparison, opti
     if options.seeds == 0:
         page.text("No seeds asked for (--seeds 0).")
     page.table(runs.runs.drop(columns=["trial", "reason"] if runs.runs["reason"].isna().all() else ["trial"]))
-    page.heading("Spread of the final cost per configuration", 3)
+    page.heading("Spread of the cost at the minima per configuration", 3)
     page.table(comparison.spread)
-    page.figure(plot_final_spread(runs), "final_spread", "Final val_cost of every minimum per configuration "
-                "(star: the trial itself, dots: other seeds).")
+    page.figure(plot_final_spread(runs), "final_spread", "val_cost of every minimum per configuration, at the "
+                "epoch its weights are from (star: the trial itself, dots: other seeds).")
     page.heading("Barriers between the minima", 3)
     page.text(f"Barrier between two minima θa, θb: max over α∈[0,1] of L((1-α)θa + αθb) minus max(L(θa), L(θb)) "
               f"(training loss, {options.n_alphas} points), for every pair of minima of one architecture. Minima "

@@ -10,11 +10,11 @@ run is logged as a child of the study's parent run, tagged ``kind=seed-robustnes
 (``config.yaml``, ``curves.png``, ``weights/``). With ``reuse`` (the default) a run already logged
 for the same trial and seed is read back instead of trained again (training is deterministic).
 
-:func:`compare_seeds` then gives, per configuration, the spread of the final cost
-(:func:`analysis.convergence.final_spread`), the barrier matrix between all minima of the same
-architecture and data (:func:`analysis.minima.pairwise_barriers`, "max" variant, on the training
-set, dropout off) and whether the seeds of one configuration land in one basin or several
-(:func:`analysis.minima.basins`).
+:func:`compare_seeds` then gives, per configuration, the spread of the cost at its minima (at the
+epoch each run's weights are from; :func:`analysis.convergence.final_spread`), the barrier matrix
+between all minima of the same architecture and data (:func:`analysis.minima.pairwise_barriers`,
+"max" variant, on the training set, dropout off) and whether the seeds of one configuration land in
+one basin or several (:func:`analysis.minima.basins`).
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ from .loading import (
 )
 from .minima import basins, pairwise_barriers
 
-RUN_COLUMNS = ["trial", "label", "config", "seed", "origin", "state", "group", "run_id", "train_cost", "val_cost",
-               "val_accuracy", "reason"]
+RUN_COLUMNS = ["trial", "label", "config", "seed", "origin", "state", "group", "run_id", "epoch", "train_cost",
+               "val_cost", "val_accuracy", "reason"]
+AT_EPOCH = ("epoch", "train_cost", "val_cost", "val_accuracy")  # the columns read from a run's curves
 BASIN_TOL = 0.01  # a barrier (in the cost's units) at most this high joins two minima into one basin (on the
 # default study the barriers between minima are either 0 or above 0.04: python -m analysis.report)
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for params in one log_batch
@@ -69,7 +70,9 @@ class SeedRuns:
     ``label`` (``t12`` the trial itself, ``t12/s3`` seed 3 of its configuration), ``config`` (the
     source trial's number), ``seed``, ``origin`` (trial, retrained, reused), ``state`` (COMPLETE,
     or FAIL for a run that diverged), ``group`` (architecture and data: minima of one group can be
-    compared), ``run_id`` and the final ``train_cost``, ``val_cost``, ``val_accuracy``.
+    compared), ``run_id``, ``epoch`` (the epoch whose weights the minimum is: with ``train.restore_best``
+    the first of lowest ``val_cost``, as the run kept them, else the last) and that epoch's
+    ``train_cost``, ``val_cost``, ``val_accuracy``.
     ``curves``: their per-epoch metrics, the long frame of :mod:`analysis.convergence`.
     ``finals`` / ``initials``: label → flat parameters ``(n_params,)`` at the end / at the start.
     ``nets``: group → a network of that architecture; ``data``: group → ``(X, Y, cost)``, its
@@ -89,7 +92,7 @@ class SeedRuns:
 class SeedComparison:
     """What :func:`compare_seeds` found.
 
-    ``spread``: per configuration, the spread of the final cost over its minima (``config``,
+    ``spread``: per configuration, the spread of the cost at its minima (``runs``' ``epoch``; ``config``,
     ``metric``, ``mean``, ``std``, ``min``, ``max``, ``range``, ``count``). ``barriers``: group →
     the symmetric barrier matrix (a frame indexed by labels). ``basins``: per configuration
     ``config``, ``group``, ``n_minima``, ``n_basins``, ``basins`` (label → basin), ``max_barrier``
@@ -125,6 +128,7 @@ def retrain_seeds(study: str | StudyRecord | None = None, top_k: int = 3, n_seed
     client = client_for(record.tracking_uri) if (log or reuse) else None
     logged = _logged_seed_runs(client, record) if reuse else {}
     rows, curves, out = [], [], SeedRuns(pd.DataFrame(), pd.DataFrame(), study=record.name)
+    restoring = set()  # the configurations whose runs end on their epoch of lowest val_cost
     groups: dict[tuple, str] = {}
     for source in best.itertuples(index=False):
         art = load_run(source.run_id, record.tracking_uri, trial=source.trial)
@@ -134,6 +138,8 @@ def retrain_seeds(study: str | StudyRecord | None = None, top_k: int = 3, n_seed
             X, Y = art.xy("train")
             out.data[group] = (X, Y, art.cost)
         base_seed = int(art.cfg.train.seed)
+        if art.cfg.train.get("restore_best", False):  # runs made before it ended on their last epoch
+            restoring.add(int(source.trial))
         label = f"t{source.trial}"
         rows.append(_row(len(rows), label, source.trial, base_seed, "trial", "COMPLETE", group, source.run_id))
         out.finals[label], out.initials[label] = art.final.params.copy(), art.initial.params.copy()
@@ -165,8 +171,8 @@ def retrain_seeds(study: str | StudyRecord | None = None, top_k: int = 3, n_seed
             curves.append(frame.assign(trial=rows[-1]["trial"]))
             _step(on_step, label)
     out.curves = _long(curves)
-    out.runs = _with_finals(pd.DataFrame(rows, columns=[c for c in RUN_COLUMNS if c not in
-                                                        ("train_cost", "val_cost", "val_accuracy")]), out.curves)
+    table = pd.DataFrame(rows, columns=[c for c in RUN_COLUMNS if c not in AT_EPOCH])
+    out.runs = _at_kept_epochs(table, out.curves, set(table.loc[table["config"].isin(restoring), "trial"]))
     return out
 
 
@@ -217,12 +223,20 @@ def _long(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return frame[columns].sort_values(["trial", "metric", "epoch"], kind="stable").reset_index(drop=True)
 
 
-def _with_finals(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` with each run's last ``train_cost``, ``val_cost``, ``val_accuracy``."""
-    last = curves.sort_values("epoch", kind="stable").groupby(["trial", "metric"])["value"].last().unstack()
-    for metric in ("train_cost", "val_cost", "val_accuracy"):
-        runs[metric] = runs["trial"].map(last[metric]) if metric in last.columns else np.nan
-    return runs[RUN_COLUMNS]
+def _at_kept_epochs(runs: pd.DataFrame, curves: pd.DataFrame, restore_best: set) -> pd.DataFrame:
+    """``runs`` with the epoch each run's weights are from and its ``train_cost``, ``val_cost``,
+    ``val_accuracy`` there. ``restore_best``: the rows (``trial``) whose runs kept their first epoch
+    of lowest ``val_cost`` (:class:`experiments.trainer.KeptEpoch`); the others, and runs without a
+    val_cost, end on their last."""
+    wide = curves.pivot_table(index=["trial", "epoch"], columns="metric", values="value").reset_index()
+    kept = {}
+    for trial, epochs in wide.groupby("trial"):
+        val = epochs["val_cost"] if "val_cost" in epochs.columns else pd.Series(np.nan, index=epochs.index)
+        keep_best = trial in restore_best and val.notna().any()
+        kept[trial] = epochs.loc[val.idxmin() if keep_best else epochs["epoch"].idxmax()]
+    at = pd.DataFrame(kept.values(), index=list(kept)).reindex(columns=list(AT_EPOCH))
+    runs = runs.join(at, on="trial")
+    return runs.astype({"epoch": "Int64"})[RUN_COLUMNS]
 
 
 # ---------------------------------------------------------------------------- MLflow
@@ -291,12 +305,14 @@ def _log_seed_run(client, record: StudyRecord, cfg, source, art, result) -> str:
 # ---------------------------------------------------------------------------- comparing
 def compare_seeds(runs: SeedRuns, metric: str = "val_cost", n_alphas: int = 21, tol: float = BASIN_TOL,
                   on_step: Callable[[str], None] | None = None) -> SeedComparison:
-    """Spread of the final ``metric`` per configuration, barriers between the minima of each group
+    """Spread of ``metric`` at the minima (their ``epoch``) per configuration, barriers between the minima of each group
     (``n_alphas`` points on the segment), basins per configuration with barriers ≤ ``tol``.
     ``on_step(group)`` is called after each group's barrier matrix."""
     table = runs.runs
     ok = table.loc[table["state"] == "COMPLETE"]
-    spread = pd.concat([final_spread(runs.curves, table, by="config", metric=m, states=("COMPLETE",))
+    until = runs.curves["trial"].map(table.set_index("trial")["epoch"])
+    at_minima = runs.curves.loc[runs.curves["epoch"] <= until]  # each curve up to the epoch of its weights
+    spread = pd.concat([final_spread(at_minima, table, by="config", metric=m, states=("COMPLETE",))
                         .assign(metric=m) for m in dict.fromkeys([metric, "train_cost"])], ignore_index=True)
     spread = spread[["config", "metric", "mean", "std", "min", "max", "range", "count"]]
     matrices = {}

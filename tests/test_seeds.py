@@ -6,6 +6,7 @@ On the small study of ``analysis_study``: its 2 best configurations × 2 other s
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 from analysis_study import STUDY, small_study
 from mlflow.tracking import MlflowClient
@@ -51,7 +52,8 @@ def test_the_new_runs_are_logged_under_the_parent(record, retrained):
         tags = run.data.tags
         assert tags["mlflow.parentRunId"] == record.parent_run_id and tags["optuna.study"] == STUDY
         assert (tags["seeds.source_trial"], tags["seed"]) == (str(row.config), str(row.seed))
-        assert run.info.status == "FINISHED" and run.data.metrics["val_cost"] == row.val_cost
+        assert run.info.status == "FINISHED" and run.data.metrics["restored_val_cost"] == row.val_cost
+        assert run.data.metrics["restored_epoch"] == row.epoch
         art = load_run(row.run_id, record.tracking_uri)  # its artifacts are a trial's: config and weights
         assert int(art.cfg.train.seed) == row.seed and np.array_equal(art.final.params, retrained.finals[row.label])
     # and they are no trials
@@ -112,3 +114,21 @@ def test_a_study_without_complete_trials_cannot_be_retrained(record):
     trials = load_trials(record).assign(state="PRUNED")
     with pytest.raises(ValueError, match="no complete trial"):
         retrain_seeds(record, trials=trials, log=False)
+
+
+def test_a_minimum_is_measured_at_the_epoch_its_weights_are_from():
+    """With train.restore_best a run's weights are from its epoch of lowest val_cost, not its last."""
+    curves = pd.DataFrame([(trial, epoch, metric, value) for trial, costs in enumerate([[0.5, 0.3, 0.4]] * 3)
+                           for epoch, cost in enumerate(costs, 1)
+                           for metric, value in (("val_cost", cost), ("train_cost", cost / 2))],
+                          columns=["trial", "epoch", "metric", "value"])
+    rows = pd.DataFrame({"trial": [0, 1, 2], "label": ["t7", "t7/s1", "t9"], "config": [7, 7, 9], "seed": [0, 1, 0],
+                         "origin": ["trial", "retrained", "trial"], "state": "COMPLETE", "group": ["a", "b", "c"],
+                         "run_id": None, "reason": None})
+    runs = seeds._at_kept_epochs(rows, curves, restore_best={0, 1})  # trial 9 ran without it
+    assert list(runs.columns) == seeds.RUN_COLUMNS
+    assert list(runs["epoch"]) == [2, 2, 3] and list(runs["val_cost"]) == [0.3, 0.3, 0.4]
+    assert list(runs["train_cost"]) == [0.15, 0.15, 0.2] and runs["val_accuracy"].isna().all()
+    spread = compare_seeds(seeds.SeedRuns(runs, curves)).spread.set_index(["metric", "config"])
+    assert spread.loc[("val_cost", 7), "mean"] == 0.3 and spread.loc[("val_cost", 9), "mean"] == 0.4
+    assert spread.loc[("train_cost", 7), "max"] == 0.15
