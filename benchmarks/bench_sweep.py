@@ -457,9 +457,10 @@ def main() -> None:
           f"process tree used {w2['cpu'] / w2['wall']:.2f} cores (1 worker: {w1['cpu'] / w1['wall']:.2f})")
 
     pruner = compose_config([]).sweep.pruner
-    if pruner.name == "hyperband":
-        pruner_name = (f"hyperband, first rung at epoch {pruner.min_resource}, "
-                       f"reduction factor {pruner.reduction_factor}")
+    if pruner.name in ("successive_halving", "hyperband"):
+        first = pruner.min_resource * pruner.reduction_factor ** (
+            pruner.min_early_stopping_rate if pruner.name == "successive_halving" else 0)
+        pruner_name = f"{pruner.name}, first rung at epoch {first}, reduction factor {pruner.reduction_factor}"
     else:
         pruner_name = (f"{pruner.name}{f' {pruner.percentile:g}' if pruner.name == 'percentile' else ''}, "
                        f"{pruner.n_warmup_steps} warm-up epochs, checked every {pruner.interval_steps}")

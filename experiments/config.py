@@ -36,7 +36,7 @@ COSTS = ("auto", "squared_error", "cross_entropy")
 DTYPES = ("float32", "float64")
 OPTIMIZERS = ("sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamax", "nadam")
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
-PRUNERS = ("median", "percentile", "hyperband", "none")
+PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
 METRICS = ("val_cost", "val_accuracy", "train_cost", "n_params")
 FOLKLORE = ("activations", "batch_size", "minibatch_vs_fullbatch", "optimizers", "dropout", "local_minima",
             "hidden_layers")  # the experiments of conf/experiment/ whose findings analysis/folklore writes
@@ -194,8 +194,9 @@ class PrunerConfig:
     n_warmup_steps: int = 3
     percentile: float = 25.0  # percentile pruner: prune below the best this percentile of the trials at a step
     interval_steps: int = 1  # median, percentile: epochs between two checks, the first at n_warmup_steps
-    min_resource: int = 1  # hyperband: epochs of its first rung (its rungs: min_resource * reduction_factor**k)
-    reduction_factor: int = 3  # hyperband: 1 / the share of a rung's trials promoted to the next
+    min_resource: int = 1  # successive_halving, hyperband: rungs at min_resource * reduction_factor**k epochs
+    reduction_factor: int = 3  # successive_halving, hyperband: 1 / the share of a rung's trials promoted
+    min_early_stopping_rate: int = 0  # successive_halving: its first rung is k = this
 
 
 @dataclass
@@ -479,6 +480,7 @@ def _validate_sweep(sweep: Any) -> None:
     _check_min("sweep.pruner.interval_steps", sweep.pruner.interval_steps, 1)
     _check_min("sweep.pruner.min_resource", sweep.pruner.min_resource, 1)
     _check_min("sweep.pruner.reduction_factor", sweep.pruner.reduction_factor, 2)
+    _check_min("sweep.pruner.min_early_stopping_rate", sweep.pruner.min_early_stopping_rate, 0)
     if not 0 < sweep.pruner.percentile < 100:
         _fail(f"sweep.pruner.percentile must be between 0 and 100 (exclusive), got {sweep.pruner.percentile}")
     metrics, directions = list(sweep.objective.metrics), list(sweep.objective.directions)

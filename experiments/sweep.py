@@ -83,10 +83,11 @@ def grid_size(plan: SweepPlan) -> int | None:
 
 
 def make_pruner(plan: SweepPlan) -> optuna.pruners.BasePruner:
-    """The configured pruner (``none`` never prunes). Hyperband's largest resource is the most epochs a
-    trial of the plan can run, given rather than Optuna's ``"auto"`` (the longest of the first complete
-    trials), which differs between workers and runs when the space samples ``train.epochs``; a study
-    whose trials end before the first rung is never pruned."""
+    """The configured pruner (``none`` never prunes). Successive halving is one bracket of Hyperband.
+    Hyperband's largest resource is the most epochs a trial of the plan can run, given rather than
+    Optuna's ``"auto"`` (the longest of the first complete trials), which differs between workers and
+    runs when the space samples ``train.epochs``; a study whose trials end before the first rung is
+    never pruned."""
     p = plan.cfg.sweep.pruner
     if p.name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps,
@@ -97,6 +98,9 @@ def make_pruner(plan: SweepPlan) -> optuna.pruners.BasePruner:
     if p.name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, reduction_factor=p.reduction_factor,
                                               max_resource=max(most_epochs(plan), p.min_resource))
+    if p.name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource, reduction_factor=p.reduction_factor,
+                                                      min_early_stopping_rate=p.min_early_stopping_rate)
     return optuna.pruners.NopPruner()
 
 
@@ -111,12 +115,15 @@ def most_epochs(plan: SweepPlan) -> int:
 def pruning_checks(p: DictConfig):
     """epoch (1, 2, ...) -> whether the pruner may prune there, so that it is asked only then (an ask
     reads the study): as Optuna's median and percentile pruners, at the first epoch they may look at
-    (``n_warmup_steps``, at least 1) and every ``interval_steps`` after; hyperband at its rungs
-    (``min_resource * reduction_factor**k``: those of every bracket); ``none`` never."""
+    (``n_warmup_steps``, at least 1) and every ``interval_steps`` after; successive halving and hyperband
+    at their rungs (``min_resource * reduction_factor**k`` from k = ``min_early_stopping_rate``, and
+    from 0 for hyperband: those of every bracket); ``none`` never."""
     if p.name == "none":
         return lambda epoch: False
-    if p.name == "hyperband":
-        first, factor = int(p.min_resource), int(p.reduction_factor)
+    if p.name in ("hyperband", "successive_halving"):
+        factor = int(p.reduction_factor)
+        skipped = int(p.min_early_stopping_rate) if p.name == "successive_halving" else 0
+        first = int(p.min_resource) * factor**skipped
 
         def on_a_rung(epoch: int) -> bool:
             rung = first

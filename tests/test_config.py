@@ -85,7 +85,8 @@ def test_defaults():
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.cost) == (20, 32, "auto")
     assert (cfg.train.dtype, cfg.train.threads, cfg.train.early_stopping.patience) == ("float32", 1, 0)
     assert (cfg.sweep.n_trials, cfg.sweep.n_workers, cfg.sweep.storage) == (50, 2, "optuna.journal")
-    assert (cfg.sweep.sampler.name, cfg.sweep.pruner.name, cfg.sweep.pruner.min_resource) == ("tpe", "hyperband", 7)
+    assert (cfg.sweep.sampler.name, cfg.sweep.pruner.name) == ("tpe", "successive_halving")
+    assert (cfg.sweep.pruner.min_resource, cfg.sweep.pruner.reduction_factor) == (7, 3)
     assert list(cfg.sweep.objective.metrics) == ["val_cost"]
     assert list(cfg.sweep.objective.directions) == ["minimize"]
     assert cfg.tracking.enabled and cfg.tracking.uri == "sqlite:///mlflow.db"
@@ -221,11 +222,12 @@ def test_bad_overrides_fail_at_composition(overrides):
         (["train.dtype=float16"], "train.dtype must be one of float32, float64; got 'float16'"),
         (["sweep.sampler.name=bohb"], "sweep.sampler.name must be one of tpe, random, grid, cmaes, qmc; got 'bohb'"),
         (["sweep.pruner.name=asha"],
-         "sweep.pruner.name must be one of median, percentile, hyperband, none; got 'asha'"),
+         "sweep.pruner.name must be one of median, percentile, hyperband, successive_halving, none; got 'asha'"),
         (["sweep.pruner.percentile=100"], "sweep.pruner.percentile must be between 0 and 100 (exclusive), got 100"),
         (["sweep.pruner.interval_steps=0"], "sweep.pruner.interval_steps must be >= 1, got 0"),
         (["sweep.pruner.min_resource=0"], "sweep.pruner.min_resource must be >= 1, got 0"),
         (["sweep.pruner.reduction_factor=1"], "sweep.pruner.reduction_factor must be >= 2, got 1"),
+        (["sweep.pruner.min_early_stopping_rate=-1"], "sweep.pruner.min_early_stopping_rate must be >= 0, got -1"),
         (["sweep.objective.metrics=[val_loss]"], "sweep.objective.metrics[0] must be one of val_cost,"),
         (["sweep.objective.directions=[down]"], "sweep.objective.directions[0] must be one of minimize, maximize"),
         (

@@ -94,12 +94,19 @@ def plan_for(*overrides: str):
 def test_the_configured_pruner_is_built_with_its_settings(hydra_conf):
     from experiments.sweep import make_pruner
 
-    bands = make_pruner(plan_for())  # the default study: rungs at epochs 7 and 21; up to 60 epochs (the space's top)
+    halving = make_pruner(plan_for())  # the default study: rungs at epochs 7, 21 (63: beyond its 60 epochs)
+    assert type(halving) is optuna.pruners.SuccessiveHalvingPruner
+    assert (halving._min_resource, halving._reduction_factor, halving._min_early_stopping_rate) == (7, 3, 0)
+    later = make_pruner(plan_for("sweep.pruner.min_early_stopping_rate=1", "sweep.pruner.reduction_factor=2"))
+    assert (later._reduction_factor, later._min_early_stopping_rate) == (2, 1)
+    bands = make_pruner(plan_for("sweep.pruner.name=hyperband"))  # up to 60 epochs: the space's top
     assert isinstance(bands, optuna.pruners.HyperbandPruner)
     assert (bands._min_resource, bands._reduction_factor, bands._max_resource) == (7, 3, 60)
-    fixed = make_pruner(plan_for("sweep.params={train.epochs: 30}", "sweep.pruner.min_resource=5"))
+    fixed = make_pruner(plan_for("sweep.pruner.name=hyperband", "sweep.params={train.epochs: 30}",
+                                 "sweep.pruner.min_resource=5"))
     assert (fixed._min_resource, fixed._max_resource) == (5, 30)
-    assert make_pruner(plan_for('sweep.params={train.epochs: "choice(10, 40)"}'))._max_resource == 40
+    choices = plan_for("sweep.pruner.name=hyperband", 'sweep.params={train.epochs: "choice(10, 40)"}')
+    assert make_pruner(choices)._max_resource == 40
     median = make_pruner(plan_for("sweep.pruner.name=median"))  # every 10 epochs from 10, after 3 trials
     assert type(median) is optuna.pruners.MedianPruner
     assert (median._n_warmup_steps, median._interval_steps, median._n_startup_trials) == (10, 10, 3)
@@ -137,12 +144,17 @@ def test_the_pruner_is_asked_at_every_epoch_where_it_could_prune_and_only_there(
     assert [epoch for epoch in range(1, 61) if asked(epoch)] == list(epochs)
 
 
-def test_hyperband_asked_only_at_its_rungs_prunes_as_if_asked_every_epoch(hydra_conf):
+@pytest.mark.parametrize("overrides, rungs", [
+    ([], [7, 21, 63, 189]),  # the default: successive halving, rungs at 7 and 21 for trials of up to 60 epochs
+    (["sweep.pruner.min_early_stopping_rate=1"], [21, 63, 189]),
+    (["sweep.pruner.name=hyperband"], [7, 21, 63, 189]),  # its brackets' rungs: 7, 21 and 21
+])
+def test_halving_asked_only_at_its_rungs_prunes_as_if_asked_every_epoch(hydra_conf, overrides, rungs):
     from experiments.sweep import make_pruner, pruning_checks
 
-    plan = plan_for()  # the default: hyperband, rungs at 7 and 21, trials of up to 60 epochs
+    plan = plan_for(*overrides)
     asked = pruning_checks(plan.cfg.sweep.pruner)
-    assert [epoch for epoch in range(1, 200) if asked(epoch)] == [7, 21, 63, 189]
+    assert [epoch for epoch in range(1, 200) if asked(epoch)] == rungs
     rng = np.random.default_rng(0)
     curves = [rng.uniform(0.05, 0.5) + rng.uniform(0.1, 2.0) / np.arange(1, 61) ** rng.uniform(0.2, 1.5)
               for _ in range(40)]
@@ -166,7 +178,7 @@ def test_hyperband_asked_only_at_its_rungs_prunes_as_if_asked_every_epoch(hydra_
 
     every, at_rungs = prune_epochs(lambda epoch: True), prune_epochs(asked)
     assert at_rungs == every
-    assert {7, 21} <= set(every)  # both rungs cut some trials
+    assert {rung for rung in rungs if rung <= 60} == set(every) - {None}  # each rung cuts some trials
 
 
 def test_plan_keeps_the_users_overrides_except_searched_keys(hydra_conf):
