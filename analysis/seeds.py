@@ -70,7 +70,7 @@ class SeedRuns:
     ``label`` (``t12`` the trial itself, ``t12/s3`` seed 3 of its configuration), ``config`` (the
     source trial's number), ``seed``, ``origin`` (trial, retrained, reused), ``state`` (COMPLETE,
     or FAIL for a run that diverged), ``group`` (architecture and data: minima of one group can be
-    compared), ``run_id``, ``epoch`` (the epoch whose weights the minimum is: with ``train.restore_best``
+    compared), ``run_id``, ``epoch`` (the epoch the minimum's weights are from: with ``train.restore_best``
     the first of lowest ``val_cost``, as the run kept them, else the last) and that epoch's
     ``train_cost``, ``val_cost``, ``val_accuracy``.
     ``curves``: their per-epoch metrics, the long frame of :mod:`analysis.convergence`.

@@ -39,10 +39,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` of a ``run.py`` the tests will Ctrl-C: SIGINT at its default, as a shell starts a
+    command in the foreground. A background job of a non-interactive shell (``sh script &``, as a CI
+    runner may start the tests) inherits SIGINT ignored, and so would ``run.py``."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_when(proc: subprocess.Popen, ready, timeout: float) -> tuple[str, str]:
     """Once ``ready()`` holds (within ``timeout`` seconds, while ``proc`` runs), send SIGINT to ``proc``'s
     process group, as Ctrl-C in a terminal does, and return its (stdout, stderr). ``proc`` must have been
-    started with ``start_new_session=True``; its group is killed if anything goes wrong."""
+    started with ``start_new_session=True`` and ``preexec_fn=as_from_a_terminal``; its group is killed
+    if anything goes wrong."""
     deadline = time.monotonic() + timeout
     try:
         while not ready():

@@ -24,7 +24,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from experiments import sweep
-from tests.services import interrupt_when
+from tests.services import as_from_a_terminal, interrupt_when
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["experiment=quick", "tracking.log_plots=false"]  # study "moons-quick": 3-5 epochs of a tiny net
@@ -40,7 +40,8 @@ def run_py(cwd: Path, *overrides: str, timeout: float = 180) -> subprocess.Compl
 def start_py(cwd: Path, *overrides: str) -> subprocess.Popen:
     """``python run.py OVERRIDES`` in the background, in a process group of its own (as from a terminal)."""
     return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *overrides], cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=as_from_a_terminal)
 
 
 def explain(proc) -> str:

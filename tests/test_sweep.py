@@ -571,8 +571,12 @@ def test_ctrl_c_during_a_journal_write_leaves_the_journal_unlocked(tmp_path, syn
 
     backend._lock.release = release_after_ctrl_c
     op = JournalOperation.SET_TRIAL_STATE_VALUES if synced else JournalOperation.SET_TRIAL_USER_ATTR
-    with pytest.raises(KeyboardInterrupt):
-        backend.append_logs([{"op_code": op, "worker_id": "w", "trial_id": 0}])
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started ignored
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            backend.append_logs([{"op_code": op, "worker_id": "w", "trial_id": 0}])
+    finally:
+        signal.signal(signal.SIGINT, previous)
     with open(backend._file_path) as other:  # released: another process's write does not wait
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     assert len(list(backend.read_logs(0))) == 1

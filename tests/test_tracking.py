@@ -34,7 +34,7 @@ from experiments.tracking import (
 )
 from experiments.trainer import TrainResult, output_and_cost
 from nncore import Network
-from tests.services import MlflowServer, free_port, interrupt_when
+from tests.services import MlflowServer, as_from_a_terminal, free_port, interrupt_when
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["experiment=quick"]  # study "moons-quick": 4 searched keys, 3-5 epochs of a tiny net
@@ -309,7 +309,8 @@ def test_a_store_that_stops_answering_never_fails_a_trial(tmp_path):
 def test_ctrl_c_leaves_no_run_running(tmp_path):
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *QUICK, "tracking.log_plots=false",
                              'sweep.params={train.epochs: "choice(100000)"}'], cwd=tmp_path, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=as_from_a_terminal)
     db = tmp_path / "mlflow.db"
     out, err = interrupt_when(proc, lambda: _running_trial(db), 60)
     assert proc.returncode == 130, err
