@@ -456,10 +456,12 @@ def main() -> None:
     print(f"  2 workers: trials overlapped {w2['parallel']:.2f}x (sum of trial durations / study span); "
           f"process tree used {w2['cpu'] / w2['wall']:.2f} cores (1 worker: {w1['cpu'] / w1['wall']:.2f})")
 
+    from experiments.sweep import pruning_checks
+
     pruner = compose_config([]).sweep.pruner
     if pruner.name in ("successive_halving", "hyperband"):
-        first = pruner.min_resource * pruner.reduction_factor ** (
-            pruner.min_early_stopping_rate if pruner.name == "successive_halving" else 0)
+        asked = pruning_checks(pruner)
+        first = next(epoch for epoch in range(1, 10**6) if asked(epoch))
         pruner_name = f"{pruner.name}, first rung at epoch {first}, reduction factor {pruner.reduction_factor}"
     else:
         pruner_name = (f"{pruner.name}{f' {pruner.percentile:g}' if pruner.name == 'percentile' else ''}, "
