@@ -161,13 +161,13 @@ def best_test_cost(run: dict) -> float:
     from experiments.config import split_seed
     from experiments.data import load_dataset
     from experiments.search_space import as_overrides
-    from experiments.trainer import output_and_cost, train_config
+    from experiments.trainer import train_config
 
     cfg = compose_config(run["overrides"] + as_overrides(load_study(run["dir"]).best_trial.params))
     data = load_dataset(cfg.data, split_seed(cfg))
     with threadpool_limits(cfg.train.threads):
         result = train_config(cfg, data)
-    return result.evaluate(data.X_test, data.y_test, output_and_cost(cfg, data.task)[1], "test")["test_cost"]
+    return result.test_metrics(cfg, data)["test_cost"]
 
 
 def children_cpu() -> float:

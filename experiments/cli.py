@@ -82,7 +82,7 @@ def train_once(cfg: DictConfig, reference: dict | None = None) -> int:
         finish_tracking(tracker)
     bar.close()
     final = dict(result.final)
-    final.update(result.evaluate(data.X_test, data.y_test, _cost(cfg, data.task), "test"))
+    final.update(result.test_metrics(cfg, data))
     print(f"trained {data.name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in final.items()))
     if reference is not None:
         return compare_curves(cfg.replay, result.history, reference)
@@ -135,11 +135,6 @@ def compare_curves(run_id: str, history, reference: dict) -> int:
     steps = max(step for name in REPLAYED for step, _ in reference.get(name, []))
     print(f"replay={run_id}: {' and '.join(REPLAYED)} identical to the logged run over {steps} epochs")
     return 0
-
-
-def _cost(cfg: DictConfig, task: str) -> str:
-    from .trainer import output_and_cost
-    return output_and_cost(cfg, task)[1]
 
 
 def sweep(cfg: DictConfig, overrides: list[str]) -> int:

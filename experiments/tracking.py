@@ -273,12 +273,10 @@ class MlflowTracker:
     def _test_metrics(self, result) -> dict[str, float]:
         """test_cost (and test_accuracy) of the trained net on the held-out test split."""
         from .data import load_dataset  # here: the tracking process imports this module, never scikit-learn
-        from .trainer import output_and_cost
 
         cfg = self._trial_cfg
         data = load_dataset(self._trial_data or cfg.data, split_seed(cfg))  # cached: the trial loaded it
-        cost = output_and_cost(cfg, data.task)[1]
-        return {k: float(v) for k, v in result.evaluate(data.X_test, data.y_test, cost, "test").items()}
+        return {k: float(v) for k, v in result.test_metrics(cfg, data).items()}
 
     @staticmethod
     def _save_weights(result) -> str:

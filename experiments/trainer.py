@@ -34,6 +34,10 @@ class TrainResult:
             metrics[f"{prefix}_accuracy"] = nncore.accuracy(outputs, np.asarray(y))
         return metrics
 
+    def test_metrics(self, cfg: DictConfig, data: Dataset) -> dict:
+        """``{test_cost, test_accuracy}`` on ``data``'s held-out test split, with ``cfg``'s cost."""
+        return self.evaluate(data.X_test, data.y_test, output_and_cost(cfg, data.task)[1], "test")
+
 
 def output_and_cost(cfg: DictConfig, task: str) -> tuple[str, str]:
     """The output activation and cost, with ``auto`` resolved for the task."""
