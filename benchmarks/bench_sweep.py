@@ -1,7 +1,8 @@
 """Figures of the study harness: ``python run.py`` against an Optuna + scikit-learn peer, its
 overhead over bare training, its scaling with workers, and what pruning saves.
 
-What it runs (each study from scratch in its own temp dir, N trials, default N = 50):
+What it runs (each study from scratch in its own temp dir, N trials, default N: the default study's
+``sweep.n_trials``):
 
 - peer      Optuna (TPE, seed 0) over scikit-learn's ``MLPClassifier`` on digits, in a subprocess
             like ours (interpreter start-up counted). Its space mirrors our default study's
@@ -45,7 +46,7 @@ What it runs (each study from scratch in its own temp dir, N trials, default N =
 
 Run it (about 25 minutes on the 2-core development machine, half of it the pruning comparisons)::
 
-    python benchmarks/bench_sweep.py               # 50 trials per study, 3 seed-0 repeats, 25 seeds
+    python benchmarks/bench_sweep.py               # the default study's trials, 3 seed-0 repeats, 25 seeds
     python benchmarks/bench_sweep.py --prune-seeds 1   # the pruning comparison on seed 0 only
     python benchmarks/bench_sweep.py --trials 8 --prune-repeats 1 --prune-seeds 0   # smoke run
 
@@ -344,7 +345,7 @@ def mean_interval(values: list[float]) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=50, help="trials per study (default 50)")
+    parser.add_argument("--trials", type=int, help="trials per study (default: the default study's sweep.n_trials)")
     parser.add_argument("--prune-repeats", type=int, default=3, help="default studies (TPE seed 0) per side of "
                         "its pruning comparison (default 3; the medians count)")
     parser.add_argument("--prune-seeds", type=int, default=25, help="TPE seeds 0..K-1 of the pruning comparison "
@@ -365,7 +366,7 @@ def main() -> None:
     import optuna
     import sklearn
 
-    n = args.trials
+    n = args.trials or compose_config([]).sweep.n_trials
     base = [f"sweep.n_trials={n}"]
     default_workers = compose_config([]).sweep.n_workers
     print(f"bench_sweep: {n} trials per study; {os.cpu_count()} cores; Python {platform.python_version()}, "

@@ -11,7 +11,7 @@ What it measures:
    MLflow and opening or creating the SQLite store; ``trial_*``/``metrics``: per trial;
    ``study_end``: the summary, and logging the plots and trials.csv that a process forked from
    run.py drew meanwhile: ``experiments.plots.draw_study_files``).
-2. **The default study** (target ≤ 1.10): ``python run.py`` (50 trials) from an empty temp dir
+2. **The default study** (target ≤ 1.10): ``python run.py`` (its ``sweep.n_trials``) from an empty temp dir
    as a subprocess, with tracking on (``sqlite:///mlflow.db``) and off (``tracking=none``),
    alternated ``--repeats`` times; the medians of wall time and of CPU time (the process tree's
    user + sys) and their ratios. Twice: as configured (2 workers: TPE and the pruner then depend
@@ -45,6 +45,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -226,14 +228,15 @@ def main() -> None:
     if args.skip_study:
         return
 
-    wall, cpu, epochs = compare("default study (python run.py: 50 trials, 2 workers)", [], args.repeats)
+    n_trials = OmegaConf.load(ROOT / "conf" / "sweep" / "default.yaml").n_trials
+    wall, cpu, epochs = compare(f"default study (python run.py: {n_trials} trials, 2 workers)", [], args.repeats)
     compare("default study, one worker (python run.py sweep.n_workers=1: the same trials on both sides)",
             ["sweep.n_workers=1"], args.repeats)
-    per_trial_epochs = round(epochs / 50)
-    floor = mlflow_floor(50, per_trial_epochs)
+    per_trial_epochs = round(epochs / n_trials)
+    floor = mlflow_floor(n_trials, per_trial_epochs)
     bound = (cpu + floor) / (2 * wall)
-    print(f"\n3. MLflow's floor: importing MLflow, opening a store and 50 bare trials of {per_trial_epochs} epochs"
-          f" (no artifacts, no plots): {floor:.2f} s CPU.\n   On 2 cores with no idle moment, the default study "
+    print(f"\n3. MLflow's floor: importing MLflow, opening a store and {n_trials} bare trials of {per_trial_epochs} "
+          f"epochs (no artifacts, no plots): {floor:.2f} s CPU.\n   On 2 cores with no idle moment, the default study "
           f"with that alone would take >= ({cpu:.1f} + {floor:.1f}) / 2 = {(cpu + floor) / 2:.1f} s against "
           f"{wall:.1f} s off: ratio >= {bound:.3f}")
 
