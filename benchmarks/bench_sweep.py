@@ -366,9 +366,10 @@ def main() -> None:
     import optuna
     import sklearn
 
-    n = args.trials or compose_config([]).sweep.n_trials
+    default = compose_config([]).sweep
+    n = args.trials or default.n_trials
     base = [f"sweep.n_trials={n}"]
-    default_workers = compose_config([]).sweep.n_workers
+    default_workers = default.n_workers
     print(f"bench_sweep: {n} trials per study; {os.cpu_count()} cores; Python {platform.python_version()}, "
           f"optuna {optuna.__version__}, scikit-learn {sklearn.__version__}, mlflow {mlflow.__version__}")
     print(f"default study: sweep.n_workers={default_workers}, 1 BLAS thread per worker\n")
@@ -477,7 +478,7 @@ def main() -> None:
 
     from experiments.sweep import pruning_checks
 
-    pruner = compose_config([]).sweep.pruner
+    pruner = default.pruner
     if pruner.name in ("successive_halving", "hyperband"):
         asked = pruning_checks(pruner)
         first = next(epoch for epoch in range(1, 10**6) if asked(epoch))

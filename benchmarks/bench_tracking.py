@@ -46,8 +46,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -228,7 +226,9 @@ def main() -> None:
     if args.skip_study:
         return
 
-    n_trials = OmegaConf.load(ROOT / "conf" / "sweep" / "default.yaml").n_trials
+    from bench_sweep import compose_config
+
+    n_trials = compose_config([]).sweep.n_trials
     wall, cpu, epochs = compare(f"default study (python run.py: {n_trials} trials, 2 workers)", [], args.repeats)
     compare("default study, one worker (python run.py sweep.n_workers=1: the same trials on both sides)",
             ["sweep.n_workers=1"], args.repeats)
