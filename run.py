@@ -9,15 +9,27 @@ import sys
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from experiments import composition
-from experiments.config import register_configs
-from experiments.storage import mask_password
-from experiments.tracking_process import prestart
+from experiments.config import SCHEMA_PREFIX, register_configs
+from experiments.tracking.process import prestart
+from experiments.urls import mask_password
 
 register_configs()
+
+
+def app_config_groups() -> str:
+    """``group: option, ...`` a line per config group, as Hydra's help lists them, minus the schemas."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    loader = GlobalHydra.instance().config_loader()
+    groups = [g for g in loader.list_groups("") if g != "hydra" and composition.real_options(g)]
+    return "\n".join(f"{g}: {', '.join(composition.real_options(g))}" for g in sorted(groups))
+
+
+OmegaConf.register_new_resolver("app_config_groups", app_config_groups, replace=True)
 USER_FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR")  # the user's wish: Hydra's own multi-line reports
 
 
@@ -25,14 +37,42 @@ USER_FULL_ERROR = os.environ.get("HYDRA_FULL_ERROR")  # the user's wish: Hydra's
 def main(cfg: DictConfig) -> None:
     _restore_full_error()  # composed: errors of the run itself get Hydra's usual report
     overrides = list(HydraConfig.get().overrides.task)
+    _refuse_schemas(HydraConfig.get().runtime.choices)
     composition.prestart(cfg, overrides)  # a process composes each searched group option's config (~0.1 s each),
     prestart(cfg, after=composition.composing())  # then the tracking process imports MLflow (~2 s)
     from experiments.cli import run
 
     _mask_saved_config()
     code = run(cfg, overrides)
+    if cfg.mode == "sweep" and not cfg.get("replay") and cfg.findings.experiment is not None and code in (0, 1):
+        code = findings_after_sweep(cfg) or code  # the study ran (some trials may have failed): its findings
     if code:
         sys.exit(code)
+
+
+def findings_after_sweep(cfg: DictConfig) -> int:
+    """The folklore experiment's findings (``analysis.folklore``) from the finished study; exit code.
+    Here, not in ``experiments``: the sweep never imports the analysis that reads what it stored."""
+    from analysis.folklore import FindingsError, run_findings
+
+    print(f"\nfindings of experiment {cfg.findings.experiment}:")
+    try:
+        folder = run_findings(cfg)
+    except FindingsError as err:
+        print(f"error: findings: {mask_password(str(err).splitlines()[0])}", file=sys.stderr)
+        return 1
+    print(f"findings: {folder}/findings.md (and .csv, figures); logged to the study's parent run under findings/")
+    return 0
+
+
+def _refuse_schemas(choices) -> None:
+    """A schema chosen as a group option (``optimizer=base_sgd``) is no option: exit 2 naming it."""
+    for group, option in choices.items():
+        if option is not None and str(option).startswith(SCHEMA_PREFIX) and not group.startswith("hydra"):
+            options = ", ".join(composition.real_options(group))
+            print(f"error: {group}={option} is a schema, not an option; available options: {options}",
+                  file=sys.stderr)
+            sys.exit(2)
 
 
 def _restore_full_error() -> None:

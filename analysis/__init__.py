@@ -5,8 +5,10 @@
   censored runs kept, Kaplan–Meier medians, spread of final costs, decay rates, areas, and
   median/IQR curves per group.
 - :mod:`analysis.minima`: from a :class:`nncore.Network` and flat parameter vectors: linear
-  interpolation and barriers, basins, filter-normalised 1-D/2-D landscapes, sharpness (top
-  Hessian eigenvalue by power iteration) and the exact Hessian of tiny nets.
+  interpolation and barriers (three variants), basins, filter-normalised 1-D/2-D landscapes,
+  sharpness (λ_max, λ_min and trace of the Hessian by Lanczos and Hutchinson; raw and
+  filter-normalised) and the exact Hessian of tiny nets.
+- :mod:`analysis.stats`: verdicts from seeds: paired comparisons, Holm's correction, trend tests.
 
 - :mod:`analysis.loading`: a study's trials, curves, configs and weights from the MLflow store
   and the Optuna storage, as pandas frames and nncore networks.
@@ -33,10 +35,13 @@ from .convergence import (
     threshold_summary,
 )
 from .minima import (
+    Sharpness,
     barrier,
     basins,
     exact_hessian,
     filter_normalized_direction,
+    filter_normalized_sharpness,
+    filter_scales,
     hessian_vector_product,
     interpolate,
     landscape_1d,
@@ -50,7 +55,8 @@ from .minima import (
 )
 
 _LAZY = {
-    **dict.fromkeys(["EmptyStudyError", "StudyNotFoundError", "StudyRecord", "TrialArtifacts", "find_study",
+    **dict.fromkeys(["EmptyStudyError", "StudyNotFoundError", "StudyRecord", "StudyStorageError", "TrialArtifacts",
+                     "find_study",
                      "list_studies", "load_config", "load_curves", "load_optuna_study", "load_run", "load_trial",
                      "load_trials", "load_weights", "read_metrics", "top_trials", "trial_runs"], "loading"),
     **dict.fromkeys(["SeedComparison", "SeedRuns", "compare_seeds", "retrain_seeds", "seed_robustness"], "seeds"),
@@ -65,8 +71,9 @@ def __getattr__(name: str):
 
 __all__ = [
     *_LAZY,
-    "area_under_curve", "barrier", "basins", "convergence_rate", "epochs_to_threshold", "exact_hessian",
-    "filter_normalized_direction", "final_spread", "final_values", "grouped_curves", "hessian_vector_product",
+    "Sharpness", "area_under_curve", "barrier", "basins", "convergence_rate", "epochs_to_threshold", "exact_hessian",
+    "filter_normalized_direction", "filter_normalized_sharpness", "filter_scales", "final_spread", "final_values",
+    "grouped_curves", "hessian_vector_product",
     "interpolate", "kaplan_meier", "km_median", "landscape_1d", "landscape_2d", "pairwise_barriers",
     "plot_barrier_heatmap", "plot_grouped_curves", "plot_interpolation", "plot_landscape_1d",
     "plot_landscape_2d", "sharpness", "threshold_summary",

@@ -13,8 +13,12 @@ is each epoch's own wall time in seconds. One value per (trial, epoch, metric).
 trials have): such trials form their own group rather than being dropped.
 
 Censoring: a run that stops (pruned, early-stopped or out of epochs) before its cost reaches
-τ is *censored at its last epoch*; it is kept and counted, never dropped.
+τ is *censored at its last epoch*; it is kept and counted, never dropped. The Kaplan–Meier
+median treats censoring as uninformative, which pruning is not (the pruner stops the slow
+runs): for a pruned study it is optimistic.
 """
+
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -93,24 +97,41 @@ def kaplan_meier(times, events) -> pd.DataFrame:
     times ``(n,)``: the epoch of the event (reached τ) or of censoring (last epoch run);
     events ``(n,)`` bool: True where τ was reached. At each distinct event time t,
     ``S(t) = S(t⁻) · (1 - d_t / n_t)`` with ``d_t`` events at t and ``n_t`` runs still at risk
-    (time ≥ t; a run censored at t counts as at risk at t). Returns columns ``time``,
-    ``at_risk``, ``events``, ``survival`` for the event times, ascending.
+    (time ≥ t; a run censored at t counts as at risk at t). The product is taken in exact
+    fractions of these integer counts, then rounded once (so S = 1/2 is exactly 0.5). Returns
+    columns ``time``, ``at_risk``, ``events``, ``survival`` for the event times, ascending.
     """
+    event_times, at_risk, n_events, survival = _km_steps(times, events)
+    return pd.DataFrame({"time": event_times, "at_risk": at_risk, "events": n_events,
+                         "survival": np.array([float(s) for s in survival], np.float64)})
+
+
+def _km_steps(times, events):
+    """Event times ``(k,)``, runs at risk and events there ``(k,)`` (int64) and the Kaplan–Meier
+    survival after each, as a list of exact :class:`fractions.Fraction`."""
     times = np.asarray(times, np.float64)
     events = np.asarray(events, bool)
     event_times = np.unique(times[events])
     at_risk = np.array([(times >= t).sum() for t in event_times], np.int64)
     n_events = np.array([(events & (times == t)).sum() for t in event_times], np.int64)
-    survival = np.cumprod(1.0 - n_events / np.maximum(at_risk, 1))
-    return pd.DataFrame({"time": event_times, "at_risk": at_risk, "events": n_events, "survival": survival})
+    survival, s = [], Fraction(1)
+    for n, d in zip(at_risk.tolist(), n_events.tolist()):
+        s *= Fraction(n - d, n)
+        survival.append(s)
+    return event_times, at_risk, n_events, survival
 
 
 def km_median(times, events) -> float:
-    """The median of the Kaplan–Meier curve: the first event time with ``S(t) ≤ 0.5``; NaN
-    if the curve stays above 0.5 (too many runs censored before half of them reached τ)."""
-    km = kaplan_meier(times, events)
-    below = km.loc[km["survival"] <= 0.5, "time"]
-    return float(below.iloc[0]) if len(below) else float("nan")
+    """The median of the Kaplan–Meier curve: the first event time with ``S(t) ≤ 1/2``, compared
+    exactly (with n runs all reaching τ at distinct epochs it is the n/2-th for even n); NaN
+    if the curve stays above 1/2 (too many runs censored before half of them reached τ).
+
+    Censoring is taken as uninformative. A pruner stops the runs that look slow, so in a pruned
+    study the censored runs are the slow ones and the KM median is optimistic (too early).
+    """
+    event_times, _, _, survival = _km_steps(times, events)
+    below = [t for t, s in zip(event_times, survival) if s <= Fraction(1, 2)]
+    return float(below[0]) if below else float("nan")
 
 
 def threshold_summary(per_trial: pd.DataFrame, by=None, trials: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -120,7 +141,8 @@ def threshold_summary(per_trial: pd.DataFrame, by=None, trials: pd.DataFrame | N
     ``trial``). One row per group with the ``by`` columns and ``n_runs`` (censored runs
     included), ``n_reached``, ``frac_reached``, ``median_epochs`` and ``median_seconds`` (over
     the runs that reached τ only; NaN if none) and ``km_median`` (the Kaplan–Meier median of
-    the epoch to τ with the censored runs accounted for, see :func:`km_median`).
+    the epoch to τ with the censored runs accounted for, see :func:`km_median`; optimistic for a
+    pruned study, whose pruner censors the slow runs).
     """
     by = _as_list(by)
     frame = per_trial

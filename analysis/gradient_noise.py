@@ -7,11 +7,11 @@ squared distance is the finite-population variance of a sample mean::
 
     E‖g_B − g‖² = (n − B) / (B (n − 1)) · (1/n) Σᵢ ‖gᵢ − g‖²
 
-:func:`minibatch_gradient_variance` measures the left side directly, drawing batches as
-:func:`nncore.fit` does; :func:`sampling_variance` computes the right side. Gradients are taken in
-float64 with dropout off, on a copy of the network: the measurement neither rounds like float32 nor
-touches the network it is given. ``X`` is ``(n, n_in)`` and ``Y`` ``(n, n_out)`` (e.g. from
-:func:`nncore.check_inputs`); ``cost`` a name of :data:`nncore.COSTS`.
+:func:`minibatch_gradient_variance` measures the left side directly over independent batches, each
+distributed as any one batch :func:`nncore.fit` draws; :func:`sampling_variance` computes the right
+side. Gradients are taken in float64 with dropout off, on a copy of the network: the measurement
+neither rounds like float32 nor touches the network it is given. ``X`` is ``(n, n_in)`` and ``Y``
+``(n, n_out)`` (e.g. from :func:`nncore.check_inputs`); ``cost`` a name of :data:`nncore.COSTS`.
 """
 
 import numpy as np
@@ -24,23 +24,22 @@ def minibatch_gradient_variance(net: Network, X: np.ndarray, Y: np.ndarray, cost
                                 n_batches: int, rng: np.random.Generator) -> tuple[float, float]:
     """``E‖g_B − g‖²`` measured over ``n_batches`` mini-batches, and its standard error.
 
-    Batches are drawn as :func:`nncore.fit` draws them: each epoch a fresh ``rng.permutation(n)``
-    cut into consecutive disjoint batches of ``batch_size`` (``min(batch_size, n)``); only full
-    batches count. Batches of one epoch are disjoint, hence dependent (their deviations correlate
-    by ``−B/(n−B)``); the standard error allows for it as it would be for Gaussian gradients.
+    Each batch is an independent draw of ``min(batch_size, n)`` of the ``n`` rows without
+    replacement (``rng.choice``): distributed as each batch of :func:`nncore.fit`'s epochs (a
+    block of a fresh permutation), but independent of the others, so the standard error is that
+    of a mean of i.i.d. values, ``sd(ddof=1)/√n_batches`` (NaN for one batch). Disjoint batches
+    of one epoch would not be: their squared deviations correlate.
     """
     n_batches = check_positive_int("n_batches", n_batches)
     twin, X, Y = _float64(net, X, Y)
     n, size = X.shape[0], min(check_positive_int("batch_size", batch_size), X.shape[0])
     g = _gradient(twin, X, Y, cost)
-    per_epoch = n // size
     squares = np.empty(n_batches)
     for k in range(n_batches):
-        if k % per_epoch == 0:
-            order = rng.permutation(n)
-        idx = order[(k % per_epoch) * size:(k % per_epoch + 1) * size]
+        idx = rng.choice(n, size, replace=False)
         squares[k] = _squared_norm(_gradient(twin, X[idx], Y[idx], cost) - g)
-    return float(squares.mean()), _stderr(squares, n, size)
+    stderr = squares.std(ddof=1) / np.sqrt(n_batches) if n_batches > 1 else np.nan
+    return float(squares.mean()), float(stderr)
 
 
 def sampling_variance(net: Network, X: np.ndarray, Y: np.ndarray, cost: str, batch_size: int) -> float:
@@ -85,18 +84,3 @@ def _gradient(twin: Network, X: np.ndarray, Y: np.ndarray, cost: str) -> np.ndar
 
 def _squared_norm(v: np.ndarray) -> float:
     return float(v @ v)
-
-
-def _stderr(squares: np.ndarray, n: int, size: int) -> float:
-    """Standard error of the mean of ``squares`` ``(K,)``, drawn ``n // size`` to an epoch: the
-    i.i.d. one times ``√(1 + ρ² · pairs / K)``, ``pairs`` the ordered pairs of batches within an
-    epoch, ``ρ = −B/(n−B)`` (two disjoint batches' squared deviations correlate by ``ρ²`` for
-    Gaussian gradients); NaN for one batch."""
-    k = squares.shape[0]
-    if k < 2:
-        return float("nan")
-    per_epoch = n // size
-    full, rest = divmod(k, per_epoch)
-    pairs = full * per_epoch * (per_epoch - 1) + rest * (rest - 1)
-    rho2 = (size / (n - size)) ** 2 if pairs else 0.0
-    return float(squares.std(ddof=1) / np.sqrt(k) * np.sqrt(1.0 + rho2 * pairs / k))

@@ -47,8 +47,9 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 import nncore
-from experiments.storage import describe, is_rdb, mask_password, open_storage, sqlite_file
-from experiments.tracking import EPOCH_METRICS, PARENT_ATTR, RESTORED, absolute_uri
+from experiments.storage import describe, is_rdb, open_storage
+from experiments.tracking import EPOCH_METRICS, PARENT_ATTR, RESTORED, STORAGE_TAG
+from experiments.urls import absolute_uri, mask_password, sqlite_file
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CURVE_METRICS = EPOCH_METRICS  # train_cost, val_cost, train_accuracy, val_accuracy, time
@@ -68,6 +69,13 @@ class EmptyStudyError(LookupError):
     """The study exists but holds no trial yet."""
 
 
+class StudyStorageError(LookupError):
+    """The study's Optuna storage cannot be found, or holds another study of the same name."""
+
+
+NO_STORAGE = "none"  # ``storage=`` value: read MLflow's records alone, without the Optuna storage
+
+
 @dataclass(frozen=True)
 class StudyRecord:
     """Where one study is recorded: its MLflow parent run and its Optuna storage."""
@@ -82,12 +90,15 @@ class StudyRecord:
     objective: tuple[str, ...] = ("val_cost",)
     directions: tuple[str, ...] = ("minimize",)
     searched: tuple[str, ...] = ()  # the searched config keys, in the order of the search space
+    storage_problem: str = ""  # why ``storage`` is None when the study names one (not found)
+    picked: str = ""  # why this study, when none was named (the most recently active)
 
     def describe(self) -> str:
         """One line: the study, its experiment, its parent run and where the store is."""
         return (f"study {self.name!r} (MLflow experiment {self.experiment!r}, parent run {self.parent_run_id} in "
                 f"{mask_password(self.tracking_uri)}; Optuna storage: "
-                f"{describe(self.storage) if self.storage else 'not found'})")
+                f"{describe(self.storage) if self.storage else self.storage_problem or 'not read'})"
+                + (f"; picked as {self.picked}" if self.picked else ""))
 
 
 # ---------------------------------------------------------------------------- the store
@@ -117,7 +128,9 @@ def _search_all(client, experiment_ids: list[str], filter_string: str = "") -> l
 
 def list_studies(tracking_uri: str = DEFAULT_TRACKING_URI, experiment: str | None = None) -> pd.DataFrame:
     """The studies recorded in the store, oldest first: ``study``, ``experiment``, ``experiment_id``,
-    ``parent_run_id``, ``status``, ``start_time``, ``storage`` (the ``sweep.storage`` param).
+    ``parent_run_id``, ``status``, ``start_time``, ``last_active`` (when its parent run last started
+    or ended: a resumed study is active again), ``storage`` (its Optuna storage as the parent run
+    records it: an absolute path or a masked URL; older runs: the ``sweep.storage`` param as given).
 
     ``experiment``: only that MLflow experiment (``StudyNotFoundError`` listing the experiments
     there are when it does not exist)."""
@@ -133,17 +146,24 @@ def list_studies(tracking_uri: str = DEFAULT_TRACKING_URI, experiment: str | Non
     runs = _search_all(client, ids, f"tags.`{PARENT_TAG}` IS NULL") if ids else []
     rows = [{"study": r.data.tags["optuna.study"], "experiment": experiments.get(r.info.experiment_id),
              "experiment_id": r.info.experiment_id, "parent_run_id": r.info.run_id, "status": r.info.status,
-             "start_time": pd.Timestamp(r.info.start_time, unit="ms"), "storage": r.data.params.get("sweep.storage")}
+             "start_time": pd.Timestamp(r.info.start_time, unit="ms"),
+             "last_active": pd.Timestamp(max(r.info.start_time or 0, r.info.end_time or 0), unit="ms"),
+             "storage": r.data.tags.get(STORAGE_TAG) or r.data.params.get("sweep.storage")}
             for r in runs if "optuna.study" in r.data.tags]
-    columns = ["study", "experiment", "experiment_id", "parent_run_id", "status", "start_time", "storage"]
+    columns = ["study", "experiment", "experiment_id", "parent_run_id", "status", "start_time", "last_active",
+               "storage"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.sort_values("start_time", kind="stable").reset_index(drop=True)
 
 
 def find_study(study: str | StudyRecord | None = None, tracking_uri: str = DEFAULT_TRACKING_URI,
                storage: str | None = None, experiment: str | None = None) -> StudyRecord:
-    """The record of study ``study`` (a name; None: the study whose parent run started last).
+    """The record of study ``study`` (a name; None: the most recently active study, see ``picked``).
 
+    ``storage``: the Optuna storage (default: the one the parent run records, looked for beside a
+    SQLite store, then in the current directory; ``"none"``: MLflow's records alone). A storage
+    whose study of that name was made for another parent run raises ``StudyStorageError`` naming
+    both; one that cannot be found leaves ``storage`` None with the reason in ``storage_problem``.
     ``StudyNotFoundError`` names the studies (and experiments) that exist when there is no such
     study. A ``StudyRecord`` is returned as it is.
     """
@@ -151,10 +171,14 @@ def find_study(study: str | StudyRecord | None = None, tracking_uri: str = DEFAU
         return study
     studies = list_studies(tracking_uri, experiment)
     where = mask_password(absolute_uri(str(tracking_uri)))
+    picked = ""
     if study is None:
         if studies.empty:
             raise StudyNotFoundError(f"no study is recorded in {where}: run `python run.py` first")
-        row = studies.iloc[-1]
+        row = studies.sort_values("last_active", kind="stable").iloc[-1]
+        if len(studies) > 1:
+            picked = (f"the most recently active of {len(studies)} studies in {where} (last active "
+                      f"{row['last_active']:%Y-%m-%d %H:%M:%S}); name another with --study")
     else:
         matches = studies.loc[studies["study"] == study]
         if matches.empty:
@@ -162,19 +186,57 @@ def find_study(study: str | StudyRecord | None = None, tracking_uri: str = DEFAU
                                      if experiment else "") + "; " + _listing(studies, storage, tracking_uri))
         row = matches.iloc[-1]
         if len(matches) > 1:  # the study's parent run may have been made again: Optuna knows which is its own
-            own = _optuna_parent(str(study), _usable_storage(storage or row["storage"], tracking_uri))
+            own = _optuna_parent(str(study), _resolve_storage(storage, row["storage"], tracking_uri)[0])
             if own in set(matches["parent_run_id"]):
                 row = matches.loc[matches["parent_run_id"] == own].iloc[-1]
+    found, problem = _resolve_storage(storage, row["storage"], tracking_uri)
+    if found is not None:
+        _check_owner(str(row["study"]), found, str(row["parent_run_id"]), where)
     client = client_for(tracking_uri)
     params = client.get_run(row["parent_run_id"]).data.params
     searched = tuple(k[len("sweep.params."):] for k in params if k.startswith("sweep.params."))
     return StudyRecord(
         name=str(row["study"]), tracking_uri=absolute_uri(str(tracking_uri)), experiment=str(row["experiment"]),
         experiment_id=str(row["experiment_id"]), parent_run_id=str(row["parent_run_id"]),
-        start_time=row["start_time"], storage=_usable_storage(storage or row["storage"], tracking_uri),
+        start_time=row["start_time"], storage=found,
         objective=tuple(_parse_list(params.get("sweep.objective.metrics"), ["val_cost"])),
         directions=tuple(_parse_list(params.get("sweep.objective.directions"), ["minimize"])),
-        searched=searched)
+        searched=searched, storage_problem=problem, picked=picked)
+
+
+def _resolve_storage(given: str | None, recorded, tracking_uri: str) -> tuple[str | None, str]:
+    """(the storage to read, or None; why it is None when a storage was named but not found)."""
+    if given is not None and str(given).lower() == NO_STORAGE:
+        return None, ""
+    if given is not None:
+        found = _usable_storage(given)
+        return found, "" if found else f"the Optuna storage {describe(str(given))} does not exist"
+    found = _usable_storage(recorded, tracking_uri)
+    if found is not None or recorded is None or (isinstance(recorded, float) and math.isnan(recorded)):
+        return found, ""
+    return None, (f"its parent run records the Optuna storage {mask_password(str(recorded))}, which is not there"
+                  + ("" if is_rdb(str(recorded)) else " (looked beside the MLflow store and in the current directory)"))
+
+
+def _check_owner(name: str, storage: str, parent_run_id: str, where: str) -> None:
+    """``StudyStorageError`` unless ``storage`` holds study ``name`` made for the parent run ``parent_run_id``."""
+    study = _load_optuna(name, storage)
+    if study is None:
+        raise StudyStorageError(f"the Optuna storage {describe(storage)} holds no study {name!r}, recorded in "
+                                f"{where} (parent run {parent_run_id}); pass the study's own storage (--storage)")
+    own = study.user_attrs.get(PARENT_ATTR)
+    if own != parent_run_id:
+        raise StudyStorageError(f"the Optuna storage {describe(storage)} holds a study {name!r} made for parent run "
+                                f"{own}, not for parent run {parent_run_id} in {where}: another study of the same "
+                                "name; pass the study's own storage (--storage)")
+
+
+def storage_or_raise(record: StudyRecord) -> str | None:
+    """``record.storage``; ``StudyStorageError`` when the study names a storage that was not found."""
+    if record.storage is None and record.storage_problem:
+        raise StudyStorageError(f"study {record.name!r}: {record.storage_problem}; pass its storage (--storage PATH),"
+                                f" or --storage {NO_STORAGE} to read MLflow's records alone")
+    return record.storage
 
 
 def _listing(studies: pd.DataFrame, storage: str | None, tracking_uri: str) -> str:
@@ -195,9 +257,9 @@ def _listing(studies: pd.DataFrame, storage: str | None, tracking_uri: str) -> s
 
 def _usable_storage(storage, tracking_uri: str | None = None) -> str | None:
     """``storage`` when it can be opened without creating anything: a database URL with no masked
-    password, or a journal file that exists, as an absolute path. A relative journal path is looked
-    for in the current directory, then beside a SQLite MLflow store (``python run.py`` writes both
-    in the directory it runs in). None otherwise."""
+    password, or a journal file that exists, as an absolute path. With ``tracking_uri`` a relative
+    journal path is looked for beside a SQLite MLflow store first (``python run.py`` writes both in
+    the directory it runs in), then in the current directory. None otherwise."""
     if storage is None or (isinstance(storage, float) and math.isnan(storage)):
         return None
     storage = str(storage)
@@ -207,7 +269,7 @@ def _usable_storage(storage, tracking_uri: str | None = None) -> str | None:
     candidates = [path]
     store = sqlite_file(absolute_uri(str(tracking_uri))) if tracking_uri else None
     if not path.is_absolute() and store is not None:
-        candidates.append(Path(store).parent / path)
+        candidates.insert(0, Path(store).parent / path)
     found = next((c for c in candidates if c.is_file()), None)
     return str(found.resolve()) if found is not None else None
 
@@ -240,9 +302,10 @@ def _load_optuna(name: str, storage: str | None):
 
 def load_optuna_study(study: str | StudyRecord | None = None, tracking_uri: str = DEFAULT_TRACKING_URI,
                       storage: str | None = None, experiment: str | None = None):
-    """The ``optuna.Study`` of a recorded study, or None when its storage cannot be found or does not hold it."""
+    """The ``optuna.Study`` of a recorded study; None with ``storage="none"``. ``StudyStorageError`` when
+    the storage it names cannot be found or holds another study of its name."""
     record = find_study(study, tracking_uri, storage, experiment)
-    return _load_optuna(record.name, record.storage)
+    return _load_optuna(record.name, storage_or_raise(record))
 
 
 # ---------------------------------------------------------------------------- trials
@@ -344,7 +407,7 @@ def load_trials(study: str | StudyRecord | None = None, tracking_uri: str = DEFA
     """
     record = find_study(study, tracking_uri, storage, experiment)
     client = client_for(record.tracking_uri)
-    optuna_study = _load_optuna(record.name, record.storage)
+    optuna_study = _load_optuna(record.name, storage_or_raise(record))
     searched = list(record.searched)
     if optuna_study is not None:
         for t in optuna_study.get_trials(deepcopy=False):
@@ -440,13 +503,13 @@ def read_metrics(tracking_uri: str, run_ids: list[str], metrics=CURVE_METRICS) -
         frame = pd.DataFrame(rows, columns=columns)
         frame["value"] = np.where(frame["is_nan"].astype(bool), np.nan, frame["value"].astype(np.float64))
     else:
-        frame = _metric_histories(uri, run_ids, metrics)
+        frame = metric_histories(uri, run_ids, metrics)
     frame = frame.sort_values("timestamp", kind="stable").drop_duplicates(["run_id", "metric", "epoch"], keep="last")
     frame = frame.astype({"epoch": np.int64, "value": np.float64, "metric": str})
     return frame[["run_id", "epoch", "metric", "value"]].reset_index(drop=True)
 
 
-def _metric_histories(uri: str, run_ids: list[str], metrics: list[str], workers: int = 8) -> pd.DataFrame:
+def metric_histories(uri: str, run_ids: list[str], metrics: list[str], workers: int = 8) -> pd.DataFrame:
     """``MlflowClient.get_metric_history`` for every (run, metric), ``workers`` calls at a time."""
     client = client_for(uri)
     pairs = [(r, m) for r in run_ids for m in metrics]

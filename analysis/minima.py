@@ -7,10 +7,12 @@ dropout off. No function changes the network it is given: they evaluate a scratc
 """
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from nncore import Network
 
@@ -26,13 +28,18 @@ INTERPOLATION_ALPHAS = _readonly(np.arange(-10, 31) / 20)
 LANDSCAPE_ALPHAS = _readonly(np.arange(-20, 21) / 20)
 # Steps of the central differences of gradients, in float64. For a smooth loss the error is
 # truncation ~ r²·|∇³L|/6 plus rounding ~ 1e-16·|∇L|/r: both ≤ 1e-9 relative anywhere in 1e-7..1e-4
-# on the nets tried (1e-5 best). A ReLU kink within r of θ along v adds a spurious jump/2r to Hv,
-# and power iteration then locks onto it (seen at r = 1e-5 on a 64-64-10 ReLU net): r = 1e-6 makes
-# that ten times rarer at no cost in accuracy, and sharpness checks its answer at r/10.
+# on the nets tried (1e-5 best). A ReLU kink within r of θ along v adds a spurious jump/2r to Hv:
+# r = 1e-6 makes that ten times rarer than 1e-5 at no cost in accuracy, and sharpness checks its
+# eigenvectors at r/10.
 HVP_STEP = 1e-6
 HESSIAN_STEP = 1e-5  # exact_hessian: unit steps along single parameters, for tiny smooth nets
-KINK_CHECK_RTOL = 1e-3  # sharpness warns if vᵀHv at r/10 differs from that at r by more than this
-BARRIER_VARIANTS = ("max", "mean")
+KINK_CHECK_RTOL = 1e-3  # sharpness warns if vᵀHv at r/10 differs from that at r by more than this × max|λ|
+# Lanczos basis sizes (eigsh's ncv). λ_max is well separated at the minima tried (converged within the first
+# 20 products); λ_min sits in a cluster near 0 there, and 20 did not converge in 100 restarts on a 64-64-10 ReLU
+# net where 40 took ~1000 products.
+LANCZOS_VECTORS_MAX, LANCZOS_VECTORS_MIN = 20, 40
+# The barrier's reference level for the ends L_a, L_b (losses at α = 0, 1); see barrier().
+BARRIER_VARIANTS = ("max_end", "frankle2020", "entezari2022")
 
 
 def _scratch(net: Network, dtype=None) -> Network:
@@ -91,33 +98,42 @@ def interpolate(net: Network, theta_a, theta_b, X, Y, cost: str, alphas=INTERPOL
     return pd.DataFrame({"alpha": alphas, "loss": losses})
 
 
-def barrier(losses, ends=None, variant: str = "max") -> float:
-    """The loss barrier along a path between two minima.
+def barrier(losses, ends=None, variant: str = "max_end") -> float:
+    """The loss barrier along the path ``L(α)``, α ∈ [0, 1], between two minima with end losses
+    ``L_a = L(0)``, ``L_b = L(1)``. Three definitions are in use; they differ by up to |L_a − L_b|/2:
 
-    ``variant="max"`` (the default): ``max_{α∈[0,1]} L(α) - max(L(θa), L(θb))``;
-    ``variant="mean"``: ``max_{α∈[0,1]} L(α) - (L(θa) + L(θb)) / 2``.
+    - ``"max_end"`` (the default, the most conservative): ``max_α L(α) − max(L_a, L_b)``;
+    - ``"frankle2020"`` (Frankle et al. 2020, "Linear mode connectivity and the lottery ticket
+      hypothesis", there in error): ``max_α L(α) − (L_a + L_b)/2``;
+    - ``"entezari2022"`` (Entezari et al. 2022, "The role of permutation invariance in linear mode
+      connectivity"): ``max_α [L(α) − ((1−α) L_a + α L_b)]``.
+
     ``losses``: a frame from :func:`interpolate` (rows with α outside [0, 1] are ignored; the
-    ends default to its rows at α = 0 and α = 1) or an array ``(n,)`` of losses along α on
-    [0, 1] (the ends default to its first and last). ``ends``: ``(L(θa), L(θb))``.
-    With the ends on the path the "max" barrier is ≥ 0, and 0 between a minimum and itself.
-    NaN if the path holds NaN.
+    ends default to its rows at α = 0 and α = 1) or an array ``(n,)`` of losses at α evenly spaced
+    on [0, 1], first at 0 and last at 1 (the ends default to its first and last). ``ends``:
+    ``(L_a, L_b)``. With the ends on the path every variant is ≥ 0, and 0 between a minimum and
+    itself. NaN if the path holds NaN.
     """
     if variant not in BARRIER_VARIANTS:
         raise ValueError(f"unknown barrier variant {variant!r}; choose one of: {', '.join(BARRIER_VARIANTS)}")
     if isinstance(losses, pd.DataFrame):
         alpha = losses["alpha"].to_numpy(np.float64)
         loss = losses["loss"].to_numpy(np.float64)
-        path = loss[(alpha >= -1e-12) & (alpha <= 1 + 1e-12)]
+        inside = (alpha >= -1e-12) & (alpha <= 1 + 1e-12)
+        path, alpha = loss[inside], alpha[inside]
         if ends is None:
-            ends = tuple(_loss_at_alpha(alpha, loss, target) for target in (0.0, 1.0))
+            ends = tuple(_loss_at_alpha(alpha, path, target) for target in (0.0, 1.0))
     else:
         path = np.asarray(losses, np.float64).ravel()
+        alpha = np.linspace(0.0, 1.0, path.size)
         if ends is None:
-            ends = (path[0], path[-1])
+            ends = (path[0], path[-1]) if path.size else (np.nan, np.nan)
     if path.size == 0:
         raise ValueError("no losses with alpha in [0, 1]")
     l_a, l_b = float(ends[0]), float(ends[1])
-    reference = max(l_a, l_b) if variant == "max" else (l_a + l_b) / 2
+    if variant == "entezari2022":
+        return float(np.max(path - ((1.0 - alpha) * l_a + alpha * l_b)))
+    reference = max(l_a, l_b) if variant == "max_end" else (l_a + l_b) / 2
     return float(np.max(path) - reference)
 
 
@@ -128,7 +144,7 @@ def _loss_at_alpha(alpha: np.ndarray, loss: np.ndarray, target: float) -> float:
     return float(loss[hit[0]])
 
 
-def pairwise_barriers(net: Network, thetas, X, Y, cost: str, n_alphas: int = 21, variant: str = "max",
+def pairwise_barriers(net: Network, thetas, X, Y, cost: str, n_alphas: int = 21, variant: str = "max_end",
                       labels=None) -> pd.DataFrame:
     """Barriers (see :func:`barrier`) between every pair of minima in ``thetas`` (a list of
     ``(n_params,)``), on ``n_alphas`` evenly spaced α in [0, 1]. Returns a symmetric
@@ -235,49 +251,134 @@ def _hvp(twin, theta, X, Y, cost, v, r):
     return (_gradient_at(twin, theta + r * v, X, Y, cost) - _gradient_at(twin, theta - r * v, X, Y, cost)) / (2 * r)
 
 
-def sharpness(net: Network, X, Y, cost: str, r: float = HVP_STEP, tol: float = 1e-3, max_iter: int = 100,
-              rng=0):
-    """The Hessian eigenvalue of largest magnitude at θ = net.params, by power iteration.
+@dataclass(frozen=True)
+class Sharpness:
+    """Curvature at θ from :func:`sharpness` or :func:`filter_normalized_sharpness`.
 
-    Each step: ``w = Hv`` (finite-difference product, see :func:`hessian_vector_product`, step
-    ``r`` along the unit vector v), ``λ = vᵀw`` (Rayleigh quotient, so the sign is kept),
-    ``v ← w / ‖w‖``; stop when ``|λ_k - λ_{k-1}| < tol·|λ_k|``. Power iteration converges to
-    the eigenvalue of largest |λ|: at a minimum (H positive semi-definite up to noise) that is
-    the top positive eigenvalue; elsewhere it may be negative. ``tol`` bounds the last change,
-    not the error, which is smaller when the top two |λ| are well apart; ask for a smaller
-    tol for more digits. Computed in float64 on a copy (a float32 net is promoted). ``rng``: a
-    Generator or a seed for the start vector. Returns ``(eigenvalue, n_iterations)``.
+    ``lambda_max``, ``lambda_min``: the largest and smallest *algebraic* eigenvalues of the
+    matrix named by ``normalization`` (``"none"``: the Hessian H of the loss in θ; ``"filter"``:
+    D H D, see :func:`filter_normalized_sharpness`); ``trace`` its Hutchinson trace estimate over
+    ``n_trace`` Rademacher vectors and ``trace_se`` that estimate's standard error (NaN for
+    ``n_trace`` < 2); ``n_hvp_max``, ``n_hvp_min``: the Hessian-vector products (Lanczos steps)
+    each eigenvalue took.
+    """
 
-    Warns (``RuntimeWarning``) and returns the last estimate if ``max_iter`` is reached, and
-    warns if ``vᵀHv`` recomputed with step r/10 differs by more than 0.1%: the sign of a
-    ReLU-type kink within r of θ, whose jump swamps the products (try a smaller r).
+    lambda_max: float
+    lambda_min: float
+    trace: float
+    trace_se: float
+    n_hvp_max: int
+    n_hvp_min: int
+    n_trace: int
+    normalization: str
+
+
+def sharpness(net: Network, X, Y, cost: str, tol: float = 1e-6, n_trace: int = 50, lambda_min: bool = True,
+              r: float = HVP_STEP, max_iter: int = 100, rng=0) -> Sharpness:
+    """λ_max, λ_min and the trace of the Hessian H of the loss at θ = net.params (raw sharpness).
+
+    Lanczos (``scipy.sparse.linalg.eigsh``, ARPACK) on finite-difference products ``Hv`` (see
+    :func:`hessian_vector_product`, step ``r``), full batch, dropout off, float64 on a copy (a
+    float32 net is promoted). ``lambda_max`` is the largest *algebraic* eigenvalue (``which="LA"``),
+    stopped on the residual ``‖Hv − λv‖ ≤ tol·|λ_max|``: tol is its relative accuracy. ``lambda_min``
+    is ``λ_max − μ`` with μ the largest eigenvalue of the positive semi-definite ``λ_max·I − H`` (the
+    "SA" end of H, shifted so that ARPACK's stop ``≤ tol·|λ|`` does not demand the impossible when
+    λ_min ≈ 0 at a minimum): accurate to ``tol·(λ_max − λ_min)``, and the costlier of the two there
+    (~1000 products on a 64-64-10 ReLU net against ~20); ``lambda_min=False`` skips it (NaN).
+    ``trace``: Hutchinson, the mean of ``vᵀHv`` over ``n_trace`` Rademacher vectors v, with its
+    standard error (``n_trace=0`` skips it). ``max_iter``: ARPACK restarts per eigenvalue; ``rng``:
+    a Generator or a seed for the start vectors and the Rademacher vectors.
+
+    Raw sharpness is not invariant to reparametrisation (Dinh et al. 2017): to compare nets, use
+    :func:`filter_normalized_sharpness`. Warns (``RuntimeWarning``) and gives NaN for an eigenvalue
+    whose Lanczos run does not converge in ``max_iter`` restarts, and warns if ``vᵀHv`` along either
+    eigenvector changes by more than 0.1 % of max|λ| with step r/10: a ReLU-type kink within r of
+    θ, whose jump swamps the products (try a smaller r).
     """
     twin = _scratch(net, np.float64)
     theta = twin.params.copy()
     X, Y = _cast(twin, X, Y)
+    return _spectrum(lambda v, step: _hvp(twin, theta, X, Y, cost, v, step), theta.size, "none",
+                     tol, n_trace, lambda_min, r, max_iter, rng)
+
+
+def filter_scales(net: Network) -> np.ndarray:
+    """D ``(n_params,)``: each weight of a neuron's incoming row ``θ_i`` of every ``(n_out, n_in)``
+    block gets ``‖θ_i‖``, each bias 0 (the scales of :func:`filter_normalized_direction`)."""
+    holder = _scratch(net, np.float64)
+    holder.params[...] = 0.0
+    for w_scale, w in zip(holder.weights, net.weights):
+        w_scale[...] = np.linalg.norm(w.astype(np.float64), axis=1)[:, None]
+    return holder.params.copy()
+
+
+def filter_normalized_sharpness(net: Network, X, Y, cost: str, tol: float = 1e-6, n_trace: int = 50,
+                                lambda_min: bool = True, r: float = HVP_STEP, max_iter: int = 100,
+                                rng=0) -> Sharpness:
+    """Scale-aware sharpness: the spectrum of ``D H D``, D = :func:`filter_scales` (diagonal).
+
+    ``uᵀ D H D u`` is the curvature along the filter-normalised direction ``d = D u`` (Li et al.
+    2018: every neuron's incoming weights moved in proportion to their norm, biases fixed), so
+    ``lambda_max`` here is the largest curvature per unit of *relative* change of the filters.
+    Unlike :func:`sharpness` (the raw λ_max of H, changed at will by rescaling one ReLU layer by c
+    and the next by 1/c, Dinh et al. 2017), it is unchanged by such a layer-wise rescaling (D
+    scales as θ, H as 1/θ²), so it compares across networks. Not invariant to rescaling single
+    neurons. Same method, arguments and warnings as :func:`sharpness`; ``normalization="filter"``.
+    """
+    twin = _scratch(net, np.float64)
+    theta = twin.params.copy()
+    scales = filter_scales(net)
+    X, Y = _cast(twin, X, Y)
+    return _spectrum(lambda v, step: scales * _hvp(twin, theta, X, Y, cost, scales * v, step), theta.size,
+                     "filter", tol, n_trace, lambda_min, r, max_iter, rng)
+
+
+def _spectrum(product, n: int, normalization: str, tol: float, n_trace: int, lambda_min: bool, r: float,
+              max_iter: int, rng) -> Sharpness:
+    """λ_max, λ_min (Lanczos) and the Hutchinson trace of the symmetric ``(n, n)`` operator
+    ``product(v, r)``; see :func:`sharpness`."""
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    v = rng.standard_normal(theta.size)
-    v /= np.linalg.norm(v)
-    eigenvalue = np.nan
-    for iteration in range(1, max_iter + 1):
-        w = _hvp(twin, theta, X, Y, cost, v, r)
-        estimate = float(v @ w)
-        norm = np.linalg.norm(w)
-        if norm == 0.0:
-            return 0.0, iteration
-        if abs(estimate - eigenvalue) < tol * abs(estimate):
-            _check_kinks(twin, theta, X, Y, cost, v, r, estimate)
-            return estimate, iteration
-        v, eigenvalue = w / norm, estimate
-    warnings.warn(f"power iteration did not reach tol={tol} in {max_iter} iterations", RuntimeWarning, stacklevel=2)
-    return eigenvalue, max_iter
+    units = rng.choice([-1.0, 1.0], size=(n_trace, n)) / np.sqrt(n)  # Rademacher / √n: steps of r, as Lanczos's
+    quadratic = [n * float(u @ product(u, r)) for u in units]
+    trace = float(np.mean(quadratic)) if n_trace else float("nan")
+    trace_se = float(np.std(quadratic, ddof=1) / np.sqrt(n_trace)) if n_trace > 1 else float("nan")
+    top, v_top, n_top = _largest(lambda v: product(v, r), n, LANCZOS_VECTORS_MAX, tol, max_iter, rng)
+    bottom, v_bottom, n_bottom = float("nan"), np.full(n, np.nan), 0
+    if lambda_min and np.isfinite(top):
+        shifted, v_bottom, n_bottom = _largest(lambda v: top * v - product(v, r), n, LANCZOS_VECTORS_MIN, tol,
+                                               max_iter, rng)
+        bottom = top - shifted
+    scale = max(abs(top), abs(bottom)) if np.isfinite(bottom) else abs(top)
+    for v, value in ((v_top, top), (v_bottom, bottom)):
+        if not np.isfinite(value):
+            continue
+        finer = float(v @ product(v, r / 10))  # vᵀHv = λ at step r, to within the residual tol·|λ|
+        if abs(finer - value) > KINK_CHECK_RTOL * scale:
+            warnings.warn(f"vᵀHv along the eigenvector of {value:.6g} changes to {finer:.6g} with step r/10 "
+                          f"(r={r:g}): a kink of the activation lies within r of θ; pass a smaller r",
+                          RuntimeWarning, stacklevel=3)
+    return Sharpness(top, bottom, trace, trace_se, n_top, n_bottom, n_trace, normalization)
 
 
-def _check_kinks(twin, theta, X, Y, cost, v, r, estimate) -> None:
-    finer = float(v @ _hvp(twin, theta, X, Y, cost, v, r / 10))
-    if abs(finer - estimate) > KINK_CHECK_RTOL * abs(estimate):
-        warnings.warn(f"vᵀHv is {estimate:.6g} with step r={r:g} but {finer:.6g} with r/10: a kink of the "
-                      "activation lies within r of θ; pass a smaller r", RuntimeWarning, stacklevel=3)
+def _largest(matvec, n: int, ncv: int, tol: float, max_iter: int, rng) -> tuple[float, np.ndarray, int]:
+    """The largest algebraic eigenvalue of the symmetric ``(n, n)`` operator ``matvec`` (Lanczos
+    basis of ``ncv`` vectors), its unit eigenvector ``(n,)`` and the products used; NaN (and a
+    warning) when ARPACK does not converge in ``max_iter`` restarts."""
+    calls = [0]
+
+    def counted(v):
+        calls[0] += 1
+        return matvec(np.ravel(v))
+
+    operator = LinearOperator((n, n), matvec=counted, dtype=np.float64)
+    try:
+        values, vectors = eigsh(operator, k=1, which="LA", ncv=min(n, ncv), tol=tol, maxiter=max_iter,
+                                v0=rng.standard_normal(n))
+    except ArpackNoConvergence:
+        warnings.warn(f"Lanczos did not reach tol={tol} in {max_iter} restarts ({calls[0]} Hessian-vector "
+                      "products): that eigenvalue is NaN", RuntimeWarning, stacklevel=4)
+        return float("nan"), np.full(n, np.nan), calls[0]
+    return float(values[0]), vectors[:, 0], calls[0]
 
 
 def exact_hessian(net: Network, X, Y, cost: str, h: float = HESSIAN_STEP, max_params: int = 2000) -> np.ndarray:

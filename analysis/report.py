@@ -8,7 +8,7 @@ The report (``reports/<study>/report.html`` and its PNG figures in ``figures/``)
    each beside the median/IQR curves of its groups;
 3. parameter importances (fANOVA, ``optuna.importance.get_param_importances``);
 4. the minima of the top-k trials: loss along the straight line from the initial to the final
-   weights, the barrier on it, the sharpness (top Hessian eigenvalue);
+   weights, the barrier on it, the sharpness (λ_max, raw and filter-normalised);
 5. seed robustness: the top-k configurations retrained with other seeds
    (:mod:`analysis.seeds`), the spread of their final costs, the barrier heat map between all
    minima of one architecture, and whether the seeds of one configuration share a basin;
@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from experiments.storage import describe, mask_password
+from experiments.storage import describe
+from experiments.urls import mask_password
 
 from .convergence import (
     area_under_curve,
@@ -53,6 +54,7 @@ from .loading import (
     EmptyStudyError,
     StudyNotFoundError,
     StudyRecord,
+    StudyStorageError,
     client_for,
     find_study,
     load_curves,
@@ -62,6 +64,7 @@ from .loading import (
 from .minima import (
     barrier,
     filter_normalized_direction,
+    filter_normalized_sharpness,
     interpolate,
     landscape_1d,
     landscape_2d,
@@ -100,6 +103,15 @@ def default_threshold(trials: pd.DataFrame, metric: str = "val_cost") -> float:
     complete = trials.loc[trials["state"] == "COMPLETE", metric].dropna()
     values = complete if len(complete) else trials[metric].dropna()
     return float(values.median()) if len(values) else float("nan")
+
+
+def tied_best(trials: pd.DataFrame, direction: str = "minimize", column: str = "value") -> list[int]:
+    """The trial numbers of the COMPLETE trials whose ``column`` equals the best; more than one: a tie."""
+    complete = trials.loc[(trials["state"] == "COMPLETE") & trials[column].notna()]
+    if complete.empty:
+        return []
+    best = complete[column].min() if direction == "minimize" else complete[column].max()
+    return [int(t) for t in complete.loc[complete[column] == best, "trial"]]
 
 
 def convergence_table(curves: pd.DataFrame, trials: pd.DataFrame, by=None, threshold: float | None = None,
@@ -145,9 +157,10 @@ def param_importances(study, seed: int = 0) -> pd.DataFrame:
 def minima_summary(runs: SeedRuns, on_step: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict]:
     """Per trial of ``runs`` (its own minimum, not the retrained seeds): the training loss at the
     initial and final weights, the loss along the line between them (α ∈ [-0.5, 1.5]), its
-    barrier ("max" variant on α ∈ [0, 1]; 0 when the loss never rises above the ends), whether it
-    falls monotonically from α = 0 to 1, and the sharpness (top Hessian eigenvalue, full
-    training set). Returns the table and ``{label: interpolation frame}``."""
+    barrier ("max_end" variant on α ∈ [0, 1]; 0 when the loss never rises above the ends), whether it
+    falls monotonically from α = 0 to 1, and the sharpness (λ_max of the Hessian, full training set:
+    ``sharpness`` raw, ``sharpness_filter`` filter-normalised, the one to compare across trials).
+    Returns the table and ``{label: interpolation frame}``."""
     rows, paths = [], {}
     originals = runs.runs.loc[runs.runs["origin"] == "trial"]
     for row in originals.itertuples(index=False):
@@ -158,12 +171,14 @@ def minima_summary(runs: SeedRuns, on_step: Callable[[str], None] | None = None)
         inside = path.loc[(path["alpha"] >= 0) & (path["alpha"] <= 1), "loss"].to_numpy()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            top, iterations = sharpness(net, X, Y, cost)
+            top = sharpness(net, X, Y, cost, n_trace=0, lambda_min=False)
+            normalized = filter_normalized_sharpness(net, X, Y, cost, n_trace=0, lambda_min=False)
         paths[row.label] = path
         rows.append({"trial": row.config, "group": row.group, "val_cost": row.val_cost,
                      "loss_initial": float(inside[0]), "loss_final": float(inside[-1]),
                      "barrier_initial_final": barrier(path), "monotone": bool(np.all(np.diff(inside) <= 1e-12)),
-                     "sharpness": top, "power_iterations": iterations,
+                     "sharpness": top.lambda_max, "sharpness_filter": normalized.lambda_max,
+                     "lanczos_hvps": top.n_hvp_max,
                      "note": "; ".join(str(w.message) for w in caught) or None})
         _step(on_step, f"minimum t{row.config}")
     return pd.DataFrame(rows), paths
@@ -360,11 +375,18 @@ def _study_section(page: _Page, record: StudyRecord, trials: pd.DataFrame) -> No
              f"<code>{record.parent_run_id}</code> in <code>{html.escape(mask_password(record.tracking_uri))}</code>; "
              f"Optuna storage <code>{storage}</code>.", f"{len(trials)} trials: {states}.",
              f"Objective: {', '.join(f'{d} {m}' for m, d in zip(record.objective, record.directions))}."]
-    page.text("<br>".join(lines))
-    page.heading("Best trials")
+    if record.picked:
+        lines.append(f"Picked as {html.escape(record.picked)}.")
     column = "value" if "value" in trials.columns else "value_0"
     complete = trials.loc[trials["state"] == "COMPLETE"].sort_values(
         column, ascending=record.directions[0] == "minimize")
+    ties = tied_best(trials, record.directions[0]) if len(record.directions) == 1 else []
+    if len(ties) > 1:
+        lines.append(f"<b>The best value ({complete[column].iloc[0]:.4g}) is tied among {len(ties)} trials</b> "
+                     f"({', '.join(map(str, ties[:20]))}{', ...' if len(ties) > 20 else ''}): the study cannot tell "
+                     "them apart, and the first of them is no better than the others.")
+    page.text("<br>".join(lines))
+    page.heading("Best trials")
     shown = complete.drop(columns=[c for c in ("seed", "reason", "duration_s") if c in complete.columns])
     page.table(shown, TOP_TRIALS_SHOWN)
 
@@ -372,6 +394,10 @@ def _study_section(page: _Page, record: StudyRecord, trials: pd.DataFrame) -> No
 def _convergence_section(page: _Page, trials, curves, options: ReportOptions, step) -> None:
     threshold = default_threshold(trials) if options.threshold is None else options.threshold
     page.heading("Convergence")
+    ties = tied_best(trials, column="val_cost")
+    if len(ties) > 1 and threshold == trials.loc[trials["trial"].isin(ties), "val_cost"].iloc[0]:
+        page.text(f"<b>τ equals the best val_cost, tied among {len(ties)} trials</b>: epochs to τ measure when each "
+                  "run first reached that floor; pass --threshold for another τ.")
     page.text(f"τ = {threshold:.4g}: {'the median final val_cost of the complete trials' if options.threshold is None else 'given'}. "  # noqa: E501
               "<i>n_reached</i>: runs whose val_cost reached τ; runs that stopped before (pruned or out of epochs) "
               "are censored, not dropped: <i>km_median</i> is the Kaplan–Meier median epoch to τ with them "
@@ -408,7 +434,10 @@ def _minima_section(page: _Page, runs: SeedRuns, summary: pd.DataFrame, paths: d
     page.text("Losses are the mean cost on the training set with dropout off. <i>barrier_initial_final</i>: "
               "max over α∈[0,1] of L((1-α)θ₀ + αθ) minus the larger end (0: the straight line from the initial "
               "weights θ₀ never rises above them); <i>monotone</i>: the loss falls all along it; <i>sharpness</i>: "
-              "the top Hessian eigenvalue at θ by power iteration on Hessian-vector products.")
+              "λ_max, the largest eigenvalue of the Hessian at θ, by Lanczos on Hessian-vector products (relative "
+              "accuracy 1e-6; <i>lanczos_hvps</i> products); <i>sharpness_filter</i>: λ_max of D H D, D the "
+              "filter norms (curvature along filter-normalised directions), unchanged by rescaling a ReLU layer by "
+              "c and the next by 1/c, so comparable across trials where the raw λ_max is not (Dinh et al. 2017).")
     page.table(summary.drop(columns="note") if summary["note"].isna().all() else summary)
     page.figure(plot_interpolations(paths), "interpolation", "Training loss along (1-α)θ₀ + αθ for each of the "
                 "best trials: α = 0 the initial weights, α = 1 the trained ones (Goodfellow et al. 2015).")
@@ -431,7 +460,9 @@ def _seeds_section(page: _Page, runs: SeedRuns, comparison: SeedComparison, opti
                 "epoch its weights are from (star: the trial itself, dots: other seeds).")
     page.heading("Barriers between the minima", 3)
     page.text(f"Barrier between two minima θa, θb: max over α∈[0,1] of L((1-α)θa + αθb) minus max(L(θa), L(θb)) "
-              f"(training loss, {options.n_alphas} points), for every pair of minima of one architecture. Minima "
+              "(the \"max_end\" variant, the most conservative: Frankle et al. 2020 subtract the mean of the ends, "
+              f"Entezari et al. 2022 their linear interpolation; training loss, {options.n_alphas} points), for every "
+              "pair of minima of one architecture. Minima "
               f"joined by barriers ≤ {comparison.tol:g} form one basin.")
     basins = comparison.basins.assign(basins=comparison.basins["basins"].map(
         lambda d: ", ".join(f"{k}:{v}" for k, v in d.items())))
@@ -455,7 +486,8 @@ def _landscape_section(page: _Page, runs: SeedRuns, summary, one, two, options) 
     page.heading(f"Loss landscape of the best trial (trial {row['config']})")
     page.text(f"Training loss at θ* + α d₁ (+ β d₂), d₁ and d₂ random filter-normalised directions (Li et al. "
               f"2018): each neuron's incoming weights rescaled to the norm of θ*'s, biases not moved. Sharpness "
-              f"(top Hessian eigenvalue) {best['sharpness']:.4g} after {best['power_iterations']} power iterations.")
+              f"λ_max {best['sharpness']:.4g} ({best['lanczos_hvps']} Lanczos steps), filter-normalised "
+              f"{best['sharpness_filter']:.4g}.")
     figure = plot_landscape_1d(one)
     figure.axes[0].set_title(f"trial {row['config']}: 1-D, 41 points")
     page.figure(figure, "landscape_1d", "Training loss along one filter-normalised direction.")
@@ -476,7 +508,7 @@ def _footer(page: _Page, record: StudyRecord, options: ReportOptions, timings: d
 def parse_args(argv=None) -> argparse.Namespace:
     defaults = ReportOptions()
     parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.splitlines()[0])
-    parser.add_argument("--study", help="the study's name (default: the study whose parent run started last)")
+    parser.add_argument("--study", help="the study's name (default: the most recently active study, said on stderr)")
     parser.add_argument("--experiment", help="the MLflow experiment that holds it (default: any)")
     parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="the MLflow store (default: %(default)s)")
     parser.add_argument("--storage", help="the Optuna storage (default: the study's sweep.storage)")
@@ -505,8 +537,11 @@ def main(argv=None) -> int:
     options = ReportOptions(top_k=args.top_k, seeds=args.seeds, grid=args.grid, threshold=args.threshold,
                             basin_tol=args.basin_tol, log=not args.no_log)
     try:
-        path = write_report(args.study, args.out, options, args.tracking_uri, args.storage, args.experiment)
-    except (StudyNotFoundError, EmptyStudyError) as err:
+        record = find_study(args.study, args.tracking_uri, args.storage, args.experiment)
+        if record.picked:
+            print(f"study {record.name!r}: {record.picked}", file=sys.stderr)
+        path = write_report(record, args.out, options, progress=True)
+    except (StudyNotFoundError, EmptyStudyError, StudyStorageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(path)

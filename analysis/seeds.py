@@ -13,7 +13,7 @@ for the same trial and seed is read back instead of trained again (training is d
 :func:`compare_seeds` then gives, per configuration, the spread of the cost at its minima (at the
 epoch each run's weights are from; :func:`analysis.convergence.final_spread`), the barrier matrix
 between all minima of the same architecture and data (:func:`analysis.minima.pairwise_barriers`,
-"max" variant, on the training set, dropout off) and whether the seeds of one configuration land in
+"max_end" variant, on the training set, dropout off) and whether the seeds of one configuration land in
 one basin or several (:func:`analysis.minima.basins`).
 """
 
@@ -158,7 +158,7 @@ def retrain_seeds(study: str | StudyRecord | None = None, top_k: int = 3, n_seed
                 cfg.train.seed = seed
                 cfg.data.seed = art.data_seed  # the config names its split: it can be replayed alone
                 try:
-                    result = _train(cfg, art.data)
+                    result = train_as_trial(cfg, art.data)
                 except nncore.DivergenceError as err:
                     rows.append(_row(len(rows), label, source.trial, seed, "retrained", "FAIL", group, None,
                                      str(err).splitlines()[0]))
@@ -172,7 +172,7 @@ def retrain_seeds(study: str | StudyRecord | None = None, top_k: int = 3, n_seed
             _step(on_step, label)
     out.curves = _long(curves)
     table = pd.DataFrame(rows, columns=[c for c in RUN_COLUMNS if c not in AT_EPOCH])
-    out.runs = _at_kept_epochs(table, out.curves, set(table.loc[table["config"].isin(restoring), "trial"]))
+    out.runs = at_kept_epochs(table, out.curves, set(table.loc[table["config"].isin(restoring), "trial"]))
     return out
 
 
@@ -198,7 +198,7 @@ def _group_of(net: nncore.Network, cfg, data_seed: int, groups: dict) -> str:
     return groups[key]
 
 
-def _train(cfg, data):
+def train_as_trial(cfg, data):
     """``train_config`` under the trial's thread limit (as the sweep runs it)."""
     from threadpoolctl import threadpool_limits
 
@@ -223,7 +223,7 @@ def _long(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return frame[columns].sort_values(["trial", "metric", "epoch"], kind="stable").reset_index(drop=True)
 
 
-def _at_kept_epochs(runs: pd.DataFrame, curves: pd.DataFrame, restore_best: set) -> pd.DataFrame:
+def at_kept_epochs(runs: pd.DataFrame, curves: pd.DataFrame, restore_best: set) -> pd.DataFrame:
     """``runs`` with the epoch each run's weights are from and its ``train_cost``, ``val_cost``,
     ``val_accuracy`` there. ``restore_best``: the rows (``trial``) whose runs kept their first epoch
     of lowest ``val_cost`` (:class:`experiments.trainer.KeptEpoch`); the others, and runs without a

@@ -3,7 +3,7 @@
 What it measures: the wall time of ONE training epoch (shuffle, mini-batches, forward,
 backward, Adam step), as the median of several epochs after one warm-up epoch, for
 
-- ``nncore``        ``nncore.train_epoch`` with ``make_optimizer("adam", n_threads=THREADS)``;
+- ``nncore``        ``nncore.train_epoch`` with ``make_optimizer("adam")``;
 - ``sklearn``       ``MLPClassifier(solver="adam").partial_fit`` (one epoch per call);
 - ``pytorch``       ``nn.Sequential`` + ``torch.optim.Adam`` (skipped when torch is missing);
 - ``floor``         only the 8 matrix products backprop needs per batch, on preallocated
@@ -97,10 +97,10 @@ def make_data(n_samples: int, n_in: int, n_classes: int, seed: int = SEED):
     return np.ascontiguousarray(X), y
 
 
-def nncore_epoch(nncore, sizes, batch, X, y, threads):
+def nncore_epoch(nncore, sizes, batch, X, y):
     """One nncore training epoch as a callable."""
     net = nncore.Network(list(sizes), "relu", "softmax", dtype="float32", rng=SEED)
-    opt = nncore.make_optimizer("adam", lr=LR, n_threads=threads)
+    opt = nncore.make_optimizer("adam", lr=LR)  # one thread; BLAS gets THREADS via threadpoolctl
     Y = nncore.encode_targets(net, y)  # one-hot float32, built once outside the timing
     rng = np.random.default_rng(SEED)
 
@@ -203,7 +203,7 @@ def run_case(nncore, name, n_samples, epochs, threads, log):
     log(f"[{name}] {'-'.join(map(str, sizes))}, batch {batch}, {n_samples:,} samples, "
         f"1 warm-up + {epochs} timed epochs each, round-robin")
     runners = {
-        "nncore": nncore_epoch(nncore, sizes, batch, X, y, threads),
+        "nncore": nncore_epoch(nncore, sizes, batch, X, y),
         "sklearn": sklearn_epoch(sizes, batch, X, y),
         "pytorch": pytorch_epoch(sizes, batch, X, y, threads),
         "floor": floor_epoch(sizes, batch, n_samples),

@@ -143,14 +143,13 @@ def mlflow_floor(n_trials: int, epochs: int) -> float:
 
 def _floor_process(n_trials: int, epochs: int) -> None:
     """``--floor``: what :func:`mlflow_floor` measures, in this process; prints the CPU seconds. The store is
-    opened as the tracking process opens it (``_Recorder.client``); then only MLflow's own calls."""
-    from experiments.tracking import _Recorder
-    from experiments.tracking_process import Settings
+    opened as the tracking process opens it (``Recorder.client``); then only MLflow's own calls."""
+    from experiments.tracking import Recorder, Settings
 
     start = time.process_time()  # (the harness, with Optuna, is imported already: so it is in run.py)
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/mlflow.db"
-        recorder = _Recorder(Settings(uri, uri, "floor", log_plots=False))
+        recorder = Recorder(Settings(uri, uri, "floor", log_plots=False))
         client, experiment = recorder.client(), recorder.experiment_id("floor")
         from mlflow.entities import Metric, Param, RunTag
 

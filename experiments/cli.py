@@ -1,6 +1,7 @@
 """What ``python run.py`` does with a composed config: a study or one run, and what it prints."""
 
 import sys
+import time
 
 import optuna
 from omegaconf import DictConfig, OmegaConf
@@ -9,13 +10,14 @@ from tqdm import tqdm
 
 import nncore
 
-from .composition import COLLECT_WAIT, SweepError, collect, make_plan
+from .composition import COLLECT_WAIT, SweepError, check_space, collect, make_plan
 from .config import OPTIMIZER_SCHEMAS, Config, ConfigError, TrackingConfig, resolve_task, split_seed, validate
 from .data import DataError, load_dataset
 from .search_space import SearchSpaceError
-from .storage import describe, mask_password
+from .storage import describe
 from .sweep import (
     INTERRUPTED,
+    add_study_seconds,
     connect,
     count_failures,
     fail_dead_trials,
@@ -23,11 +25,12 @@ from .sweep import (
     open_study,
     run_workers,
     study_counts,
+    tied_best,
     work,
 )
-from .tracking import TrackingError, fetch_run, make_tracker
-from .tracking_process import settings_of
+from .tracking import TrackingError, fetch_run, make_tracker, settings_of
 from .trainer import train_config
+from .urls import mask_password
 
 USER_ERRORS = (ConfigError, DataError, SearchSpaceError, SweepError, TrackingError)
 SHOWN_FAILURES = 3  # failed trials the summary names with their reason
@@ -63,7 +66,8 @@ def train_once(cfg: DictConfig, reference: dict | None = None) -> int:
     def on_epoch(m: nncore.EpochMetrics, kept: nncore.EpochMetrics) -> bool:
         tracker.log_epoch(m.as_dict(), m.epoch)
         bar.update(1)
-        bar.set_postfix(val_cost=f"{m.val_cost:.4g}")
+        shown = "val_cost" if m.val_cost is not None else "train_cost"  # data.val_fraction=0: no val_cost
+        bar.set_postfix({shown: f"{getattr(m, shown):.4g}"})
         return False
 
     try:
@@ -84,6 +88,11 @@ def train_once(cfg: DictConfig, reference: dict | None = None) -> int:
     final = dict(result.final)
     final.update(result.test_metrics(cfg, data))
     print(f"trained {data.name}: " + ", ".join(f"{k}={_fmt(v)}" for k, v in final.items()))
+    run = tracker.train_run()
+    if run is not None:
+        settings = settings_of(cfg)
+        print(f"mlflow: run {run[1]} (run id {run[0]}) in experiment {settings.experiment} of "
+              f"{mask_password(settings.uri)}")
     if reference is not None:
         return compare_curves(cfg.replay, result.history, reference)
     return 0
@@ -141,6 +150,8 @@ def sweep(cfg: DictConfig, overrides: list[str]) -> int:
     """``mode=sweep``: run (or resume) the study to ``sweep.n_trials`` and summarise it."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the summary say it (as workers do)
     plan = make_plan(cfg, overrides)
+    collect(plan, COLLECT_WAIT)  # the configs composed ahead: the checks, then the trials, use them
+    check_space(plan)  # a key or value no trial could run stops here, before any study or run is made
     if "val_accuracy" in plan.metrics and resolve_task(cfg.data) == "regression":
         raise ConfigError("sweep.objective.metrics: val_accuracy needs a classification data set")
     load_dataset(cfg.data, split_seed(cfg))  # once, before the workers fork; bad data make no study
@@ -153,6 +164,10 @@ def sweep(cfg: DictConfig, overrides: list[str]) -> int:
     total = min(cfg.sweep.n_trials, grid_size(plan) or cfg.sweep.n_trials)  # a grid ends with its last point
     counts = study_counts(study)
     done = counts["complete"] + counts["pruned"] + counts["failed"]
+    if done:
+        todo = f"running {total - done} more" if done < total else "nothing to run"
+        print(f"study {cfg.study_name}: {min(done, total)} of {total} trials already recorded; {todo}")
+    session = time.monotonic()
     bar = tqdm(total=total, initial=min(done, total), desc=f"study {cfg.study_name}", unit="trial")
 
     def on_progress(study: optuna.Study, state: str | None = None) -> None:
@@ -171,6 +186,7 @@ def sweep(cfg: DictConfig, overrides: list[str]) -> int:
             run_workers(plan, on_progress, tracker)
     except KeyboardInterrupt:
         bar.close()
+        add_study_seconds(study, plan, time.monotonic() - session)
         finish_tracking(tracker, study, interrupted=True)
         counts = study_counts(study)
         print(f"\ninterrupted: {counts['complete'] + counts['pruned'] + counts['failed']} of {total} trials are "
@@ -180,30 +196,14 @@ def sweep(cfg: DictConfig, overrides: list[str]) -> int:
         finish_tracking(tracker, study, interrupted=True)
         raise
     bar.close()
+    add_study_seconds(study, plan, time.monotonic() - session)
     try:
         finish_tracking(tracker, study)
     except KeyboardInterrupt:  # the trials are over; the tracking process was writing the summary
         print(f"\ninterrupted while the study's MLflow records were written: its trials are recorded in "
               f"{describe(cfg.sweep.storage)}. Run the same command again to finish the records.", file=sys.stderr)
         return 130
-    code = summarise(cfg, study)
-    if cfg.findings.experiment is not None:
-        code = write_findings(cfg) or code
-    return code
-
-
-def write_findings(cfg: DictConfig) -> int:
-    """The folklore experiment's findings (``analysis.folklore``) from the finished study; exit code."""
-    from analysis.folklore import FindingsError, run_findings  # analysis reads the stores the sweep wrote
-
-    print(f"\nfindings of experiment {cfg.findings.experiment}:")
-    try:
-        folder = run_findings(cfg)
-    except FindingsError as err:
-        print(f"error: findings: {mask_password(str(err).splitlines()[0])}", file=sys.stderr)
-        return 1
-    print(f"findings: {folder}/findings.md (and .csv, figures); logged to the study's parent run under findings/")
-    return 0
+    return summarise(cfg, study)
 
 
 def finish_tracking(tracker, study: optuna.Study | None = None, interrupted: bool = False) -> None:
@@ -237,9 +237,14 @@ def summarise(cfg: DictConfig, study: optuna.Study) -> int:
     if not best:
         print("no trial completed", file=sys.stderr)
     metrics = list(cfg.sweep.objective.metrics)
+    ties = tied_best(study)
     for trial in best[:3]:
         values = ", ".join(f"{m}={_fmt(v)}" for m, v in zip(metrics, trial.values))
         print(f"best trial #{trial.number}: {values}")
+        if len(ties) > 1:
+            shown = ", ".join(f"#{t}" for t in ties[:10]) + (", ..." if len(ties) > 10 else "")
+            print(f"  the best value is tied among {len(ties)} trials ({shown}); #{trial.number} is the first "
+                  "of them, not a better one")
         extra = {k: v for k, v in trial.user_attrs.items()
                  if k in ("val_accuracy", "train_cost", "restored_epoch", "epochs_run")}
         if extra:

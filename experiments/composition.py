@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import math
 import multiprocessing
 import os
 import pickle
@@ -28,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 from optuna.distributions import CategoricalDistribution
 
-from .config import validate
+from .config import SCHEMA_PREFIX, ConfigError, validate
 from .search_space import SearchSpaceError, as_overrides, grid_of, parse_search_space
 
 MAX_PRECOMPOSED = 32  # combinations of group options composed ahead; a larger product is left to the trials
@@ -79,6 +80,64 @@ def make_plan(cfg: DictConfig, overrides: list[str]) -> SweepPlan:
     plan.precomposed = _prestarted is not None and _prestarted.overrides == overrides
     collect(plan)
     return plan
+
+
+def real_options(group: str) -> list[str]:
+    """The options of config group ``group`` a user may choose (the schemas ``base_*`` left out)."""
+    options = GlobalHydra.instance().config_loader().get_group_options(group)
+    return sorted(o for o in options if not o.startswith(SCHEMA_PREFIX))
+
+
+def check_space(plan: SweepPlan) -> None:
+    """Every searched key and value composes and validates before a study is made: each option of a
+    searched config group exists, and every plain key takes each of its choices (an interval or range:
+    its ends) with every combination of the searched groups' options. ``SearchSpaceError`` names the
+    key and the value."""
+    groups = {}
+    for key, dist in plan.space.items():
+        group = OverridesParser.create().parse_override(f"{key}=0").key_or_group
+        if not plan.via_hydra[key] or not GlobalHydra.instance().config_loader().get_group_options(group):
+            continue
+        if not isinstance(dist, CategoricalDistribution):
+            raise SearchSpaceError(f"sweep.params.{key}: a config group takes choice(...) of its options "
+                                   f"({', '.join(real_options(group))}), not an interval or range")
+        unknown = [c for c in dist.choices if str(c) not in real_options(group)]
+        if unknown:
+            raise SearchSpaceError(f"sweep.params.{key}: {unknown[0]!r} is not an option of group {group}; "
+                                   f"available options: {', '.join(real_options(group))}")
+        groups[key] = list(dist.choices)
+    plain = {key: _trial_values(dist) for key, dist in plan.space.items() if key not in groups}
+    first = {key: values[0] for key, values in plain.items()}
+    chosen = {key: values[0] for key, values in groups.items()}
+    if math.prod(len(v) for v in groups.values()) <= MAX_PRECOMPOSED:  # the composer made them all ahead
+        combinations = [dict(zip(groups, c)) for c in itertools.product(*groups.values())]
+    else:  # each option once, the other groups at their first
+        combinations = [{**chosen, key: option} for key, options in groups.items() for option in options]
+    for combination in combinations:
+        _check_values(plan, {**combination, **first}, ", ".join(f"{k}={v}" for k, v in combination.items()))
+    for key, values in plain.items():
+        for value in values[1:]:
+            _check_values(plan, {**chosen, **first, key: value}, f"{key}={value!r}")
+
+
+def _trial_values(dist) -> list:
+    """The values of a distribution a check tries: every choice, or the two ends."""
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    return [dist.low, dist.high]
+
+
+def _check_values(plan: SweepPlan, values: dict, what: str) -> None:
+    try:
+        compose_trial(plan, values)
+    except (HydraException, OmegaConfBaseException, ConfigError) as err:
+        reason = " ".join(str(err).split())
+        cause = err.__cause__
+        if isinstance(cause, OmegaConfBaseException) and str(cause).strip():
+            reason += " " + str(cause).strip().splitlines()[0]
+        key = next((k for k in sorted(values, key=len, reverse=True) if k in reason), None)
+        where = f"sweep.params.{key}" if key is not None else "sweep.params"
+        raise SearchSpaceError(f"{where}: a trial with {what} cannot run: {reason}") from None
 
 
 def compose_trial(plan: SweepPlan, values: dict) -> DictConfig:
@@ -203,8 +262,8 @@ def prestart(cfg: DictConfig, overrides: list[str]) -> None:
     process.start()
     outbox.close()
     _prestarted = Composer(list(overrides), process, inbox, done, os.getpid())
-    atexit.unregister(_end_prestarted)  # registered once
-    atexit.register(_end_prestarted)
+    atexit.unregister(end_prestarted)  # registered once
+    atexit.register(end_prestarted)
 
 
 def collect(plan: SweepPlan, wait: float = 0.0) -> None:
@@ -219,7 +278,13 @@ def composing():
     return None if _prestarted is None else _prestarted.done
 
 
-def _end_prestarted() -> None:
+def prestarted() -> Composer | None:
+    """The prestarted composer of this process, None without one."""
+    return _prestarted
+
+
+def end_prestarted() -> None:
+    """Stop the prestarted composer, if any (at exit, and between --multirun jobs)."""
     global _prestarted
     if _prestarted is not None:
         _prestarted.end()

@@ -24,7 +24,7 @@ from nncore import make_optimizer
 MODES = ("sweep", "train")
 DATASETS = (
     "digits", "iris", "wine", "breast_cancer", "diabetes",
-    "moons", "circles", "classification", "csv",
+    "moons", "circles", "classification", "csv", "mnist1d",
 )
 GENERATORS = ("moons", "circles", "classification")
 REGRESSION_DATASETS = ("diabetes",)
@@ -38,8 +38,9 @@ OPTIMIZERS = ("sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamax", "nadam"
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
 PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
 METRICS = ("val_cost", "val_accuracy", "train_cost", "n_params")
+# the experiments of conf/experiment/ whose findings analysis/folklore writes
 FOLKLORE = ("activations", "batch_size", "minibatch_vs_fullbatch", "optimizers", "dropout", "local_minima",
-            "hidden_layers")  # the experiments of conf/experiment/ whose findings analysis/folklore writes
+            "hidden_layers", "mnist1d_paper")
 DIRECTIONS = ("minimize", "maximize")
 YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when PyYAML has it: 5x faster
 
@@ -49,6 +50,13 @@ class ConfigError(ValueError):
 
 
 # ---------------------------------------------------------------------------- schemas
+@dataclass
+class Mnist1dConfig:
+    """MNIST-1D's own options (``mnist1d.data.get_dataset_args``; the rest stay the package's)."""
+
+    shuffle_seq: bool = False  # the paper's spatially shuffled variant: one fixed permutation of the 40 positions
+
+
 @dataclass
 class DataConfig:
     """Which data set, how it is split and scaled; generator and csv fields."""
@@ -70,6 +78,8 @@ class DataConfig:
     target: str | None = None
     task: str = "classification"
     features: list[str] | None = None  # None: every column but the target
+    # mnist1d: its fixed 4000/1000 train/test rows (test_fraction unused; val_fraction may be 0: no validation split)
+    mnist1d: Mnist1dConfig = field(default_factory=Mnist1dConfig)
 
 
 @dataclass
@@ -77,7 +87,7 @@ class ModelConfig:
     """A dense network. ``depth`` and ``width``, when set, replace ``hidden``."""
 
     hidden: list[int] = field(default_factory=lambda: [64])
-    depth: int | None = None
+    depth: int | None = None  # 0: no hidden layer
     width: int | None = None
     activation: str = "relu"
     output: str = "auto"
@@ -224,7 +234,7 @@ class SweepConfig:
 class TrackingConfig:
     enabled: bool = True
     uri: str = "sqlite:///mlflow.db"
-    experiment: str | None = None  # None: the study name
+    experiment: str | None = None  # None: the study name (mode=train runs: <study_name>-train)
     log_weights: bool = True
     log_plots: bool = True
     flush_seconds: float = 10.0
@@ -256,6 +266,9 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     findings: FindingsConfig = field(default_factory=FindingsConfig)
     replay: str | None = None  # an MLflow run id: retrain that run's logged config (experiments.cli.replay)
+
+
+SCHEMA_PREFIX = "base_"  # the ConfigStore names of the schemas: no option a user chooses
 
 
 def register_configs() -> None:
@@ -376,7 +389,10 @@ def _check_unit(key: str, value: float, closed_high: bool = False) -> None:
 
 def _validate_data(data: Any) -> None:
     _check_choice("data.name", data.name, DATASETS)
-    for key in ("val_fraction", "test_fraction"):
+    fixed_test = data.name == "mnist1d"  # its own test rows: test_fraction unused, val_fraction 0 = no validation
+    if fixed_test:
+        _check_unit("data.val_fraction", data.val_fraction)
+    for key in ("test_fraction",) if fixed_test else ("val_fraction", "test_fraction"):
         value = data[key]
         if not 0.0 < value < 1.0:
             _fail(f"data.{key} must be in (0, 1), got {value!r}")
@@ -385,7 +401,7 @@ def _validate_data(data: Any) -> None:
     if data.get("clip") is not None:
         _check_min("data.clip", data.clip, 0.0, strict=True)
     total = data.val_fraction + data.test_fraction
-    if total >= 1.0:
+    if total >= 1.0 and not fixed_test:
         _fail(
             "data.val_fraction + data.test_fraction must be < 1, "
             f"got {data.val_fraction!r} + {data.test_fraction!r} = {total:g}"
@@ -423,7 +439,7 @@ def _validate_model(model: Any) -> None:
     for i, width in enumerate(model.hidden):
         _check_min(f"model.hidden[{i}]", width, 1)
     if model.depth is not None:
-        _check_min("model.depth", model.depth, 1)
+        _check_min("model.depth", model.depth, 0)  # 0: no hidden layer (logistic regression with softmax)
     if model.width is not None:
         _check_min("model.width", model.width, 1)
     if model.width is None and model.depth is not None and len(model.hidden) == 0:
@@ -526,6 +542,18 @@ def _validate_findings(findings: Any) -> None:
     _check_min("findings.samples", findings.samples, 1)
 
 
+def _validate_without_validation(cfg: Any) -> None:
+    """data.val_fraction=0 (mnist1d: train on every training row): nothing may read a validation cost."""
+    if cfg.train.early_stopping.patience > 0:
+        _fail(f"train.early_stopping.patience needs a validation split (data.val_fraction=0), "
+              f"got {cfg.train.early_stopping.patience}")
+    if cfg.mode == "sweep":
+        for i, metric in enumerate(cfg.sweep.objective.metrics):
+            if metric.startswith("val_"):
+                _fail(f"sweep.objective.metrics[{i}] needs a validation split (data.val_fraction=0); "
+                      f"use train_cost, got {metric!r}")
+
+
 def validate(cfg: Any) -> None:
     """Check the values of a composed config; raise ``ConfigError`` at the first bad one.
 
@@ -544,6 +572,8 @@ def validate(cfg: Any) -> None:
     _validate_optimizer(cfg.optimizer)
     _validate_train(cfg.train, task)
     _validate_sweep(cfg.sweep)
+    if cfg.data.val_fraction == 0:
+        _validate_without_validation(cfg)
     _validate_tracking(cfg.tracking)
     if "findings" in cfg:
         _validate_findings(cfg.findings)

@@ -1,7 +1,8 @@
 """Data sets as train/val/test NumPy arrays, loaded once per process.
 
 ``load_dataset(data_cfg, seed)`` reads a bundled scikit-learn data set, draws one from
-a scikit-learn generator, or reads a csv/parquet table; splits it (stratified for
+a scikit-learn generator, reads a csv/parquet table, or builds MNIST-1D (the ``mnist1d`` package,
+cached as ``.npz`` under the user's cache directory); splits it (stratified for
 classification) and standardises features with the training split's mean and std (then clips them to
 ``±data.clip`` when set).
 Equal (config, seed) pairs return the same cached, read-only ``Dataset``.
@@ -9,10 +10,19 @@ Equal (config, seed) pairs return the same cached, read-only ``Dataset``.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import functools
+import hashlib
+import importlib.metadata
+import json
 import os
+import random
+import tempfile
+import warnings
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +42,9 @@ BUNDLED = {
     "diabetes": (skdata.load_diabetes, "regression"),
 }
 MIN_PER_CLASS = 3  # one sample of each class in each of train, val and test
+MNIST1D_MISSING = "data=mnist1d needs the mnist1d package: pip install mnist1d"
+CACHE_SUBDIR = "nnsweep"  # <XDG_CACHE_HOME or ~/.cache>/nnsweep/
+MNIST1D_ARRAYS = ("x", "y", "x_test", "y_test")
 
 
 class DataError(ValueError):
@@ -87,6 +100,7 @@ class _Spec:
     target: str | None = None
     task: str | None = None
     features: tuple[str, ...] | None = None
+    shuffle_seq: bool | None = None  # mnist1d
 
 
 def _as_dict(data_cfg: Any) -> dict[str, Any]:
@@ -101,7 +115,13 @@ def _as_dict(data_cfg: Any) -> dict[str, Any]:
     unknown = sorted(set(given) - set(merged))
     if unknown:
         raise DataError(f"data config has unknown keys: {', '.join(unknown)}")
-    merged.update(given)
+    for key, value in given.items():
+        if isinstance(merged[key], dict) and isinstance(value, dict):  # a nested group: fill its defaults too
+            unknown = sorted(set(value) - set(merged[key]))
+            if unknown:
+                raise DataError(f"data.{key} config has unknown keys: {', '.join(unknown)}")
+            value = {**merged[key], **value}
+        merged[key] = value
     return merged
 
 
@@ -121,6 +141,10 @@ def _spec(data_cfg: Any) -> _Spec:
             int(cfg["n_informative"]), int(cfg["n_classes"]),
         )
         return _Spec(**common, generator=generator)
+    if cfg["name"] == "mnist1d":
+        if not 0.0 <= common["val_fraction"] < 1.0:
+            raise DataError(f"data.val_fraction must be in [0, 1) for mnist1d, got {cfg['val_fraction']!r}")
+        return _Spec(**{**common, "test_fraction": 0.0}, shuffle_seq=bool(cfg["mnist1d"]["shuffle_seq"]))
     if cfg["name"] != "csv":
         return _Spec(**common)
     path = cfg["path"]
@@ -189,6 +213,97 @@ def _generated(name: str, generator: tuple[int, float, int, int, int], seed: int
     return X, y, features, classes
 
 
+def cache_dir() -> Path:
+    """This project's folder in the user's cache directory: ``$XDG_CACHE_HOME/nnsweep`` when that
+    variable holds an absolute path (the XDG rule), else ``~/.cache/nnsweep``."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / CACHE_SUBDIR
+
+
+def mnist1d_arrays(shuffle_seq: bool = False) -> dict[str, np.ndarray]:
+    """MNIST-1D as ``mnist1d.data.make_dataset(get_dataset_args())`` builds it (seed 42, standardised):
+    ``x`` (4000, 40) and ``x_test`` (1000, 40) float64, ``y`` (4000,) and ``y_test`` (1000,) int64;
+    ``shuffle_seq``: the package's spatially shuffled variant (one fixed permutation of the 40 columns).
+
+    Read from ``cache_dir()/mnist1d/<version>-<key>.npz``, else built (~2 s) and cached there (written
+    to a temporary file, then renamed). For one package version ``get_dataset_args()`` is fixed, so the
+    version and the arguments changed here key the file. ``DataError`` when the package is missing.
+    """
+    try:
+        version = importlib.metadata.version("mnist1d")
+    except importlib.metadata.PackageNotFoundError:
+        raise DataError(MNIST1D_MISSING) from None
+    changed = {"shuffle_seq": bool(shuffle_seq)}
+    key = hashlib.sha256(json.dumps({"version": version, **changed}, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir() / "mnist1d" / f"{version}-{key}.npz"
+    arrays = _read_npz(path)
+    if arrays is None:
+        arrays = _make_mnist1d(changed)
+        _write_npz(path, arrays)
+    return {name: arrays[name] for name in MNIST1D_ARRAYS}
+
+
+def _make_mnist1d(changed: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays of ``make_dataset`` with ``get_dataset_args()`` updated by ``changed``, and ``args``
+    (their JSON text). The package seeds Python's and NumPy's global generators: their states are put back."""
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError:
+        raise DataError(MNIST1D_MISSING) from None
+    args = get_dataset_args()
+    for name, value in changed.items():
+        setattr(args, name, value)
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:
+        built = make_dataset(args)
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+    arrays = {name: np.asarray(built[name], dtype=np.int64 if name.startswith("y") else np.float64)
+              for name in MNIST1D_ARRAYS}
+    arrays["args"] = np.array(json.dumps(vars(args), sort_keys=True, default=str))
+    return arrays
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray] | None:
+    """The MNIST-1D arrays of a cache file; None when it is missing or unreadable (it is then rebuilt)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in MNIST1D_ARRAYS}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    consistent = (arrays["x"].ndim == 2 and arrays["x"].shape[1:] == arrays["x_test"].shape[1:]
+                  and len(arrays["x"]) == len(arrays["y"]) and len(arrays["x_test"]) == len(arrays["y_test"]))
+    return arrays if consistent else None
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` to a temporary file beside ``path``, then ``os.replace``: no reader sees half a file.
+    A cache that cannot be written (read-only home) is a warning: the arrays are still used."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(handle, **arrays)
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    except OSError as err:
+        warnings.warn(f"mnist1d: cannot cache the data set in {path.parent}: {_first_line(err)}", stacklevel=3)
+
+
+def _mnist1d(shuffle_seq: bool):
+    """X (5000, 40): the 4000 training rows, then the 1000 test rows; y (5000,); names; the test rows' start."""
+    arrays = mnist1d_arrays(shuffle_seq)
+    X = np.concatenate([arrays["x"], arrays["x_test"]])
+    y = np.concatenate([arrays["y"], arrays["y_test"]])
+    features = tuple(f"x{i}" for i in range(X.shape[1]))
+    classes = tuple(str(c) for c in range(int(y.max()) + 1))
+    return X, y, features, classes, len(arrays["x"])
+
+
 def _read_table(path: str, abs_path: str) -> pd.DataFrame:
     """The rows of a .csv or .parquet file; DataError names ``path`` on any failure."""
     suffix = os.path.splitext(abs_path)[1].lower()
@@ -207,7 +322,26 @@ def _read_table(path: str, abs_path: str) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read: {_first_line(err)}") from err
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise DataError(f"{path}: file is empty (no data rows)")
+    if suffix == ".csv":
+        _check_header(path, abs_path, frame)
     return frame
+
+
+def _check_header(path: str, abs_path: str, frame: pd.DataFrame) -> None:
+    """DataError for a CSV header pandas would read silently wrong: one column that holds another
+    separator (a tab- or semicolon-separated file), or a name given twice (pandas renames it ``a.1``)."""
+    with open(abs_path, newline="") as handle:
+        header = next(csv.reader(handle), [])
+    if frame.shape[1] == 1:
+        for name, separator in (("tab", "\t"), ("semicolon", ";"), ("pipe", "|")):
+            if separator in str(frame.columns[0]):
+                raise DataError(f"{path}: one column named {str(frame.columns[0])!r}: the file looks "
+                                f"{name}-separated; a CSV file's columns must be separated by commas")
+    seen = set()
+    for name in header:
+        if name in seen:
+            raise DataError(f"{path}: column name {name!r} appears twice in the header; names must be unique")
+        seen.add(name)
 
 
 def _table(spec: _Spec):
@@ -303,6 +437,16 @@ def _split(y: np.ndarray, spec: _Spec, seed: int, classes: tuple[str, ...],
     return train, val, test
 
 
+def _split_off_val(y: np.ndarray, n_train: int, val_fraction: float, seed: int):
+    """Index arrays (train, val, test) of a data set with its own test rows (from ``n_train`` on): the
+    validation rows drawn from the training rows, stratified; none when ``val_fraction`` is 0."""
+    rows, test = np.arange(n_train), np.arange(n_train, len(y))
+    if val_fraction == 0:
+        return rows, rows[:0], test
+    train, val = train_test_split(rows, test_size=val_fraction, random_state=seed, stratify=y[:n_train])
+    return train, val, test
+
+
 def _standardise(train: np.ndarray, *others: np.ndarray):
     """Subtract the train mean and divide by the train std (0 -> 1), column-wise.
 
@@ -333,14 +477,20 @@ def _load(spec: _Spec, seed: int) -> Dataset:
         X, y, features, classes = _table(spec)
         task, source, column = spec.task, spec.path, spec.target
         name = os.path.basename(spec.path)
+    elif spec.name == "mnist1d":
+        X, y, features, classes, n_train = _mnist1d(spec.shuffle_seq)
+        task, name = "classification", "mnist1d-shuffled" if spec.shuffle_seq else "mnist1d"
     else:
-        raise DataError(f"data.name must be one of {', '.join([*BUNDLED, *GENERATORS, 'csv'])}; "
+        raise DataError(f"data.name must be one of {', '.join([*BUNDLED, *GENERATORS, 'csv', 'mnist1d'])}; "
                         f"got {spec.name!r}")
     classification = task == "classification"
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64 if classification else np.float64)
     classes = tuple(classes) if classification else ()
-    train, val, test = _split(y, spec, seed, classes, source, column)
+    if spec.name == "mnist1d":  # its own test rows
+        train, val, test = _split_off_val(y, n_train, spec.val_fraction, seed)
+    else:
+        train, val, test = _split(y, spec, seed, classes, source, column)
     X_parts = [X[train], X[val], X[test]]
     y_parts = [y[train], y[val], y[test]]
     y_mean = y_std = None

@@ -22,9 +22,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import re
-import signal
-import threading
 import urllib.parse
 import warnings
 from contextlib import contextmanager, nullcontext, suppress
@@ -34,6 +31,9 @@ from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrial
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import BaseJournalFileLock, get_lock_file
 from optuna.storages.journal._storage import JournalOperation
+
+from .interrupts import sigint_deferred
+from .urls import mask_password, sqlite_file
 
 HEARTBEAT_INTERVAL = 10  # seconds between two heartbeats of a running trial (RDB storages)
 GRACE_PERIOD = 30  # seconds without a heartbeat before a running trial counts as dead
@@ -103,32 +103,8 @@ class TrialSyncedJournalBackend(JournalFileBackend):
                     data = data[os.write(self._lock.fd(), data):]
 
 
-@contextmanager
-def sigint_deferred():
-    """Hold Ctrl-C until the block ends, then act on it: a lock taken in the block is released, a
-    message is written whole. (A handler swap, not a signal mask: a masked SIGINT would still reach
-    the process through its other threads, such as tqdm's monitor.) Other threads: nothing to do,
-    Python raises KeyboardInterrupt only in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught:
-            signal.raise_signal(signal.SIGINT)  # as if it came now: KeyboardInterrupt, or what the handler does
-
-
 class StorageError(ValueError):
     """``sweep.storage`` cannot be used as given; the message is one line."""
-
-
-def mask_password(url: str) -> str:
-    """``scheme://user:secret@host`` → ``scheme://user:***@host`` (any such URL inside ``url`` too)."""
-    return re.sub(r"(://[^:/@\s]+):[^@/\s]*@", r"\1:***@", str(url))
 
 
 def scrub(text: str, url: str) -> str:
@@ -193,6 +169,27 @@ def engine_kwargs(url: str) -> dict:
     return kwargs
 
 
+SCHEMES = ("sqlite", "postgresql", "postgres", "mysql")  # database URLs Optuna's RDB storage takes
+
+
+def journal_path(url: str) -> str:
+    """The absolute path of a journal file; ``StorageError`` when its folder does not exist (the file
+    itself may be new: a mistyped folder is an error, never created)."""
+    path = os.path.abspath(os.path.expanduser(str(url)))
+    if not os.path.isdir(os.path.dirname(path)):
+        raise StorageError(f"sweep.storage={url}: the folder {os.path.dirname(path)} does not exist "
+                           "(a journal file may be new, its folder must exist)")
+    return path
+
+
+def check_scheme(url: str) -> None:
+    """``StorageError`` for a database URL whose scheme Optuna's RDB storage does not take."""
+    scheme = str(url).split("://", 1)[0].split("+", 1)[0].lower()
+    if scheme not in SCHEMES:
+        raise StorageError(f"sweep.storage={mask_password(url)}: unknown scheme {scheme!r}; use a journal file "
+                           f"path or a URL of {', '.join(s + '://' for s in SCHEMES)}")
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
     """The storage ``url`` names; a journal file path is taken relative to the launch dir.
 
@@ -200,6 +197,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     doc). Creating Optuna's tables is serialised on PostgreSQL: workers started together race
     otherwise ("duplicate key value violates unique constraint")."""
     if is_rdb(url):
+        check_scheme(url)
         clean, options = split_options(url)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -208,9 +206,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                                   heartbeat_interval=options["heartbeat_interval"],
                                   grace_period=options["grace_period"],
                                   heartbeat_stale_trial_callback=Retry(max_retry=options["max_retry"]))
-    path = os.path.abspath(os.path.expanduser(str(url)))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    return JournalStorage(TrialSyncedJournalBackend(path))
+    return JournalStorage(TrialSyncedJournalBackend(journal_path(url)))
 
 
 class Retry(RetryHeartbeatStaleTrialCallback):
@@ -242,14 +238,6 @@ def file_lock(path: str):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def sqlite_file(url: str) -> str | None:
-    """The absolute path of the file a ``sqlite:///`` URL names (relative to the launch dir unless it is
-    ``sqlite:////abs``); None for any other URL."""
-    if not url.startswith("sqlite:///"):
-        return None
-    return os.path.abspath(url[len("sqlite:///"):].split("?", 1)[0])
 
 
 @contextmanager

@@ -38,7 +38,7 @@ from .config import ConfigError, split_seed
 from .data import load_dataset
 from .search_space import grid_of, suggest
 from .storage import StorageError, claim_lock, describe, open_storage, scrub
-from .tracking import make_tracker
+from .tracking import STUDY_SECONDS, make_tracker
 from .trainer import train_config
 
 INTERRUPTED = "interrupted (Ctrl-C)"
@@ -445,6 +445,27 @@ def run_workers(plan: SweepPlan, on_progress, tracker=None) -> None:
     crashed = [p.name for p in procs if p.exitcode not in (0, None)]
     if crashed:
         raise SweepError(f"{', '.join(crashed)} exited with an error; the study keeps every finished trial")
+
+
+def add_study_seconds(study: optuna.Study, plan: SweepPlan, seconds: float) -> float:
+    """Add one session's wall time (a ``run.py`` launch, its trials and waits) to the study's own
+    time, ``study_seconds``; returns the new total. Concurrent launches add up (worker seconds)."""
+    with claim_lock(str(plan.cfg.sweep.storage), study.study_name):
+        total = float(study.user_attrs.get(STUDY_SECONDS, 0.0)) + float(seconds)
+        study.set_user_attr(STUDY_SECONDS, total)
+    return total
+
+
+def tied_best(study: optuna.Study) -> list[int]:
+    """The numbers of the complete trials whose objective equals the best value (single objective);
+    more than one: the study cannot tell them apart (e.g. val_cost 0 from saturated outputs)."""
+    if len(study.directions) > 1:
+        return []
+    complete = study.get_trials(deepcopy=False, states=(S.COMPLETE,))
+    if not complete:
+        return []
+    best = study.best_value
+    return [t.number for t in complete if t.value == best]
 
 
 def study_counts(study: optuna.Study) -> dict[str, int]:

@@ -62,7 +62,7 @@ def build_optimizer(cfg: DictConfig) -> nncore.Optimizer:
     """The optimizer of ``cfg.optimizer`` with its own hyperparameters."""
     hyper = OmegaConf.to_container(cfg.optimizer, resolve=True)
     name = hyper.pop("name")
-    return nncore.make_optimizer(name, n_threads=cfg.train.threads, **hyper)
+    return nncore.make_optimizer(name, **hyper)
 
 
 class EarlyStopping:
@@ -130,9 +130,10 @@ def train_config(cfg: DictConfig, data: Dataset,
         return early(metrics) or stop
 
     _, cost = output_and_cost(cfg, data.task)
+    X_val, y_val = (data.X_val, data.y_val) if len(data.X_val) else (None, None)  # data.val_fraction=0: none
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging run ends in DivergenceError, not warnings
         history = nncore.fit(net, data.X_train, data.y_train, optimizer=build_optimizer(cfg), epochs=cfg.train.epochs,
-                             batch_size=cfg.train.batch_size, rng=rng, cost=cost, X_val=data.X_val, y_val=data.y_val,
+                             batch_size=cfg.train.batch_size, rng=rng, cost=cost, X_val=X_val, y_val=y_val,
                              callback=callback)
     kept.restore()
     final = kept.metrics.as_dict() if kept.metrics is not None else {}

@@ -8,10 +8,10 @@ time before its first trial: empty), then ``python run.py experiment=quick sweep
 """
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.helpers import explain, run_py
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = "moons-quick"
@@ -37,11 +37,10 @@ def environment() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
-def run_py(folder: Path, *overrides: str, codes=(0,)) -> None:
-    """``python run.py OVERRIDES`` in ``folder``; its exit code must be one of ``codes``."""
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides], cwd=folder, capture_output=True,
-                          text=True, timeout=300, env=environment())
-    assert proc.returncode in codes, f"run.py {' '.join(overrides)}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
+def run_ok(folder: Path, *overrides: str, codes=(0,)) -> None:
+    """``python run.py OVERRIDES`` in ``folder`` (the repository importable); its exit code must be one of ``codes``."""
+    proc = run_py(folder, *overrides, timeout=300, env=environment())
+    assert proc.returncode in codes, f"run.py {' '.join(overrides)}: {explain(proc)}"
 
 
 _MADE: dict[str, SmallStudy] = {}  # this test session's study, made on first use
@@ -52,7 +51,7 @@ def small_study(tmp_path_factory) -> SmallStudy:
     if "study" not in _MADE:
         folder = tmp_path_factory.mktemp("analysis-study")
         # "no trial completed" may exit 1: the study and its parent run exist all the same
-        run_py(folder, "experiment=quick", "sweep.timeout=1e-9", f"study_name={EMPTY}", codes=(0, 1))
-        run_py(folder, "experiment=quick", "sweep.n_trials=4")
+        run_ok(folder, "experiment=quick", "sweep.timeout=1e-9", f"study_name={EMPTY}", codes=(0, 1))
+        run_ok(folder, "experiment=quick", "sweep.n_trials=4")
         _MADE["study"] = SmallStudy(folder)
     return _MADE["study"]

@@ -5,9 +5,24 @@ tests fail. Without PostgreSQL installed a test that needs it is skipped, except
 where it fails: CI installs it (.ci/run).
 """
 
+import os
+
 import pytest
 
 from tests.services import MlflowServer, Postgres, ServiceUnavailable, in_ci
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory):
+    """XDG_CACHE_HOME in a temporary folder for the whole session (run.py subprocesses inherit it):
+    no test reads or writes the user's ~/.cache (experiments.data caches MNIST-1D there)."""
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield os.environ["XDG_CACHE_HOME"]
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
 
 
 @pytest.fixture(scope="session")

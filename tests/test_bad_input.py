@@ -7,15 +7,14 @@ default) so that a run left open would show in ``mlflow.db``. A study that exist
 search space or direction: tests/test_sweep.py (it needs a study first).
 """
 
-import sqlite3
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import explain, run_py, running_runs
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +28,9 @@ TABLES = {
     "nolabel.csv": "a,b,y\n1,2,0\n3,4,1\n",
     "empty.csv": "",
     "text.csv": "a,b,label\n1,x,0\n2,y,1\n3,z,0\n4,w,1\n",
+    "tabs.csv": "a\tb\tlabel\n1\t2\t0\n3\t4\t1\n5\t6\t0\n7\t8\t1\n",
+    "twice.csv": "a,a,label\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n",
+    "words.csv": "a,b,label\n" + "".join(f"{i},{2 * i},c{i % 2}\n" for i in range(20)),
 }
 # (id, overrides, substrings that one line of stderr must hold: the key or file, and the value)
 BAD = [
@@ -67,30 +69,41 @@ BAD = [
     ("findings seeds 0", ["experiment=dropout", "findings.seeds=0"], ["findings.seeds must be >= 1, got 0"]),
     ("clip negative", ["data.clip=-1"], ["data.clip must be > 0, got -1"]),
     ("order seed negative", ["train.order_seed=-2"], ["train.order_seed must be >= 0, got -2"]),
+    ("capitalised option", ["optimizer=Adam"], ["optimizer/Adam", "available options: adadelta"]),
+    ("a schema as an option", ["optimizer=base_sgd"],
+     ["optimizer=base_sgd is a schema", "available options: adadelta"]),
+    ("search key with a typo in its group", ['sweep.params={modl.width: "choice(16, 32)"}'], ["modl.width"]),
+    ("search key the schema lacks", ['+sweep.params={model.foo: "choice(1, 2)"}'],
+     ["sweep.params.model.foo", "Key 'foo' not in 'ModelConfig'"]),
+    ("choice over values of the wrong type", ['sweep.params={model.width: "choice(a, b)"}'],
+     ["sweep.params.model.width", "model.width=a", "could not be converted to Integer"]),
+    ("interval over a categorical key", ['+sweep.params={model.activation: "interval(0, 1)"}'],
+     ["sweep.params.model.activation", "must be one of", "'0.0'"]),
+    ("a search key one searched option lacks", ['sweep.params={optimizer: "choice(adam, sgd)"}',
+                                                 '+sweep.params={optimizer.momentum: "interval(0.1, 0.9)"}'],
+     ["sweep.params.optimizer.momentum", "optimizer=adam", "Key 'momentum' not in 'AdamConfig'"]),
+    ("a group searched over a schema", ['+sweep.params={optimizer: "choice(adam, base_sgd)"}'],
+     ["sweep.params.optimizer", "'base_sgd' is not an option of group optimizer"]),
+    ("interval over a config group", ['+sweep.params={optimizer: "interval(0, 1)"}'],
+     ["sweep.params.optimizer", "takes choice(...)"]),
+    ("a value out of range in the space", ['sweep.params={model.dropout: "interval(0.5, 1.5)"}'],
+     ["sweep.params.model.dropout", "model.dropout must be in [0, 1), got 1.5"]),
+    ("storage URL with an unknown scheme", ["sweep.storage=sqlit:///study.db"],
+     ["sweep.storage=sqlit:///study.db", "unknown scheme 'sqlit'"]),
+    ("storage in a folder that does not exist", ["sweep.storage=nodir/optuna.journal"],
+     ["sweep.storage=nodir/optuna.journal", "nodir does not exist"]),
+    ("csv with a tab separator", [*CSV, "data.path=tabs.csv"], ["tabs.csv", "tab-separated"]),
+    ("csv with a column name twice", [*CSV, "data.path=twice.csv"], ["twice.csv", "'a' appears twice"]),
+    ("regression on a target of strings", [*CSV, "data.path=words.csv", "data.task=regression"],
+     ["words.csv", "'label' is not numeric"]),
 ]
 
 
-def run_py(cwd: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, float]:
+def timed_run_py(cwd: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, float]:
     """``python run.py OVERRIDES`` from ``cwd``, and its wall time in seconds."""
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides], cwd=cwd, capture_output=True,
-                          text=True, timeout=60)
+    proc = run_py(cwd, *overrides, timeout=60)
     return proc, time.monotonic() - start
-
-
-def explain(proc: subprocess.CompletedProcess) -> str:
-    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
-
-
-def running_runs(db: Path) -> list[str]:
-    """Names of the MLflow runs left RUNNING in the SQLite store ``db`` (none when it does not exist)."""
-    if not db.exists():
-        return []
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-        tables = {row[0] for row in con.execute("select name from sqlite_master where type = 'table'")}
-        if "runs" not in tables:
-            return []
-        return [row[0] for row in con.execute("select name from runs where status = 'RUNNING'")]
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +113,7 @@ def results(tmp_path_factory) -> dict:
         name, overrides, _ = case
         for file, text in TABLES.items():
             (cwd / file).write_text(text)
-        return name, (cwd, *run_py(cwd, *QUICK, *overrides))
+        return name, (cwd, *timed_run_py(cwd, *QUICK, *overrides))
 
     folders = [tmp_path_factory.mktemp("bad") for _ in BAD]  # here: mktemp is not thread-safe
     with ThreadPoolExecutor(2) as pool:
@@ -118,4 +131,5 @@ def test_bad_input_fails_fast_with_one_line_and_leaves_nothing_half_made(results
     assert "Traceback" not in proc.stderr, explain(proc)
     assert PASSWORD not in proc.stdout + proc.stderr
     assert not (cwd / "optuna.journal").exists()  # refused before any study was made
+    assert not (cwd / "nodir").exists()  # a mistyped storage folder is never made
     assert running_runs(cwd / "mlflow.db") == []

@@ -196,7 +196,7 @@ def test_bad_overrides_fail_at_composition(overrides):
         (["model.hidden=[]"], "model.hidden must not be empty"),
         (["model.hidden=[64,0]"], "model.hidden[1] must be >= 1, got 0"),
         (["model.depth=2", "model.width=0"], "model.width must be >= 1, got 0"),
-        (["model.depth=0", "model.width=8"], "model.depth must be >= 1, got 0"),
+        (["model.depth=-1", "model.width=8"], "model.depth must be >= 0, got -1"),
         (["train.batch_size=0"], "train.batch_size must be >= 1, got 0"),
         (["train.epochs=0"], "train.epochs must be >= 1, got 0"),
         (["train.threads=0"], "train.threads must be >= 1, got 0"),

@@ -99,6 +99,24 @@ def test_kaplan_meier_median_of_a_constructed_example():
     assert threshold_summary(per)["km_median"].iloc[0] == 5
 
 
+def test_kaplan_meier_median_at_n_24_is_the_12th_time():
+    """24 runs reaching τ at distinct epochs: after the k-th event S = (24 − k)/24 (hand-computed), so
+    S = 1/2 exactly at the 12th. Floating cumprod gives 0.5000000000000001 there and named the 13th."""
+    times = np.array([2, 3, 5, 6, 7, 9, 10, 11, 13, 14, 15, 17, 18, 19, 21, 22, 23, 25, 26, 27, 29, 30, 31, 33])
+    assert np.cumprod(1.0 - 1.0 / np.arange(24, 0, -1))[11] > 0.5  # the rounding the counts avoid
+    km = kaplan_meier(times[::-1], [True] * 24)  # any order
+    np.testing.assert_array_equal(km["time"], times)
+    np.testing.assert_array_equal(km["at_risk"], np.arange(24, 0, -1))
+    np.testing.assert_allclose(km["survival"], (24 - np.arange(1, 25)) / 24, rtol=0, atol=1e-15)
+    assert km["survival"].iloc[11] == 0.5
+    assert km_median(times, [True] * 24) == times[11] == 17
+
+
+@pytest.mark.parametrize("n", [24, 28, 30, 38, 7])
+def test_kaplan_meier_median_of_n_uncensored_runs(n):
+    assert km_median(np.arange(1, n + 1) * 2.0, [True] * n) == 2.0 * ((n + 1) // 2)  # the ⌈n/2⌉-th time
+
+
 def test_final_spread_per_configuration():
     curves = long_curves({0: [3.0, 1.0], 1: [2.5, 2.0], 2: [9.0, 4.0, 3.0], 3: [8.0, 5.0], 4: [7.0]})
     trials = pd.DataFrame({"trial": [0, 1, 2, 3, 4], "lr": [0.1, 0.1, 0.1, 0.01, 0.01],

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 
 from experiments import sweep
+from tests.helpers import explain, load, mlflow_client, run_py
 from tests.services import as_from_a_terminal, interrupt_when
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,29 +31,11 @@ S = optuna.trial.TrialState
 STATUS = {S.COMPLETE: "FINISHED", S.PRUNED: "KILLED", S.FAIL: "FAILED"}
 
 
-def run_py(cwd: Path, *overrides: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
-
-
 def start_py(cwd: Path, *overrides: str) -> subprocess.Popen:
     """``python run.py OVERRIDES`` in the background, in a process group of its own (as from a terminal)."""
     return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *overrides], cwd=cwd, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                             preexec_fn=as_from_a_terminal)
-
-
-def explain(proc) -> str:
-    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
-
-
-def load(cwd: Path, name: str = "moons-quick") -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(cwd / "optuna.journal"))))
-
-
-def mlflow_client(cwd: Path):
-    from mlflow.tracking import MlflowClient
-    return MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
 
 
 def study_runs(client, experiment: str = "moons-quick"):
@@ -134,19 +115,19 @@ def test_ctrl_c_stops_the_workers_says_how_to_resume_and_the_same_command_resume
 
 # ---------------------------------------------------------------------------- exceptions inside a trial
 def test_an_exception_inside_a_trial_is_recorded_with_its_reason_and_the_study_goes_on(tmp_path):
-    # Adam has no momentum: those trials raise while composing their config, the SGD ones train
-    space = ['sweep.params={optimizer: "choice(adam, sgd)"}',
-             '+sweep.params={optimizer.momentum: "interval(0.1, 0.9)"}', "sweep.sampler.name=random",
-             "sweep.n_trials=6", "sweep.max_failures=6", "tracking=none"]
+    # every key and value composes (run.py checks that before the study), but the trials that read
+    # the column "nope" of the table raise while loading their data; the others train
+    (tmp_path / "t.csv").write_text("a,b,label\n" + "".join(f"{i},{i % 7},{i % 2}\n" for i in range(40)))
+    space = ["data=csv", "data.path=t.csv", "data.target=label", '+sweep.params={data.target: "choice(label, nope)"}',
+             "sweep.sampler.name=random", "sweep.n_trials=6", "sweep.max_failures=6", "tracking=none"]
     proc = run_py(tmp_path, "experiment=quick", *space)
     assert proc.returncode == 0, explain(proc)
     trials = load(tmp_path).trials
     assert len(trials) == 6 and all(t.state in sweep.FINISHED for t in trials)
     failed = [t for t in trials if t.state == S.FAIL]
-    assert failed and all(t.params["optimizer"] == "adam" for t in failed)
-    assert all(t.user_attrs["fail_reason"] == "ConfigCompositionException: Could not override 'optimizer.momentum'."
-               for t in failed)
-    assert all(t.state != S.FAIL for t in trials if t.params["optimizer"] == "sgd")
+    assert failed and all(t.params["data.target"] == "nope" for t in failed)
+    assert all("t.csv: target column 'nope' not found" in t.user_attrs["fail_reason"] for t in failed)
+    assert all(t.state != S.FAIL for t in trials if t.params["data.target"] == "label")
     assert f"{len(failed)} failed" in proc.stdout
 
 
@@ -199,7 +180,7 @@ def test_replay_retrains_a_trial_from_its_run_bit_for_bit(concurrent_study):
     epochs = study.trials[number].user_attrs["epochs_run"]
     assert f"replay={original.info.run_id}: train_cost and val_cost identical to the logged run over {epochs} " \
            "epochs" in proc.stdout, explain(proc)
-    exp = client.get_experiment_by_name("moons-quick")
+    exp = client.get_experiment_by_name("moons-quick-train")  # a mode=train run: beside the study's experiment
     (replayed,) = client.search_runs([exp.experiment_id], f"params.replay = '{original.info.run_id}'")
     assert replayed.info.run_id != original.info.run_id and replayed.info.status == "FINISHED"
     for name in ("train_cost", "val_cost", "val_accuracy"):

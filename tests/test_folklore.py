@@ -16,8 +16,8 @@ from hydra import compose, initialize_config_dir
 
 from analysis.folklore import EXPERIMENTS
 from analysis.folklore.common import summarise_runs, tuned
-from analysis.folklore.readme import BEGIN, END
-from analysis.folklore.readme import main as readme_main
+from analysis.folklore.pages import BEGIN, END, TABLE_BEGIN, TABLE_END
+from analysis.folklore.pages import main as pages_main
 from experiments import config as C
 from experiments.search_space import grid_of, parse_search_space
 
@@ -32,6 +32,7 @@ SHRUNK = {  # experiment -> overrides that keep a corner of its grid (2-4 trials
     "dropout": ['sweep.params={model.dropout: "choice(0.0, 0.5)"}', "model.hidden=[32]"],
     "local_minima": ["findings.seeds=2", "findings.orders=2"],
     "hidden_layers": [],
+    "mnist1d_paper": [],
 }
 
 
@@ -44,7 +45,7 @@ def make(*overrides: str):
 def test_the_registry_matches_the_config_choices_and_the_presets():
     assert EXPERIMENTS == C.FOLKLORE
     assert set(EXPERIMENTS) == set(SHRUNK)
-    assert {p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")} == {*EXPERIMENTS, "quick"}
+    assert {p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")} == {*EXPERIMENTS, "quick", "mnist1d"}
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -57,7 +58,8 @@ def test_each_preset_is_a_grid_study_of_its_own_with_findings(name):
     assert cfg.tracking.enabled and cfg.data.seed == 0  # one split for every seed
     space, _ = parse_search_space(dict(cfg.sweep.params))
     assert list(grid_of(space)["train.seed"]) == list(range(cfg.findings.seeds))
-    assert "model.width" not in space and "model.depth" not in space or name == "activations"  # not the default space
+    searched = name in ("activations", "mnist1d_paper")  # mnist1d_paper: model.depth 0 or 2, the paper's two rows
+    assert "model.width" not in space and "model.depth" not in space or searched  # not the default space
 
 
 def test_findings_need_tracking():
@@ -102,31 +104,44 @@ def test_each_experiment_runs_end_to_end_and_writes_its_findings(shrunk_runs, na
     assert {"findings.csv", "findings.md", *figures} <= logged
 
 
-def test_the_readme_section_is_rewritten_from_the_findings(shrunk_runs, tmp_path):
+def test_the_findings_page_and_the_readme_table_are_rewritten_from_the_findings(shrunk_runs, tmp_path):
     cwd, _ = shrunk_runs["dropout"]
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\nbefore\n\n{BEGIN}\nold text\n{END}\n\nafter\n")
+    (tmp_path / "docs").mkdir()
+    page, readme = tmp_path / "docs" / "findings.md", tmp_path / "README.md"
+    page.write_text(f"# x\n\nbefore\n\n{BEGIN}\nold text\n{END}\n\nafter\n")
+    readme.write_text(f"# r\n\n{TABLE_BEGIN}\nold table\n{TABLE_END}\n\nrest\n")
     store = tmp_path / "analysis" / "findings"
-    assert readme_main(["--findings", str(cwd / "findings"), "--readme", str(readme), "--store", str(store)]) == 0
-    text = readme.read_text()
+    assert pages_main(["--findings", str(cwd / "findings"), "--page", str(page), "--readme", str(readme),
+                       "--store", str(store)]) == 0
+    text = page.read_text()
     assert "old text" not in text and text.startswith("# x\n\nbefore\n") and text.endswith(f"{END}\n\nafter\n")
-    assert "### dropout" in text and "**Claim.**" in text and "(analysis/findings/dropout/findings.md)" in text
+    assert "## dropout" in text and "**Claim.**" in text and "(../analysis/findings/dropout/findings.md)" in text
     assert (store / "dropout" / "findings.csv").is_file()
     links = re.findall(r"\]\(([^)]*)\)", text)
-    assert links and all((tmp_path / link).is_file() for link in links), links
+    assert links and all((page.parent / link).is_file() for link in links), links
     assert ".png))" not in text
+    table = readme.read_text()
+    assert "old table" not in table and table.endswith(f"{TABLE_END}\n\nrest\n")
+    row = next(line for line in table.splitlines() if line.startswith("| [dropout]"))
+    assert "(docs/findings.md#dropout)" in row and "The claim" in row and "Dropout reduces overfitting" in row
 
 
-def test_the_readme_script_refuses_a_readme_without_markers(tmp_path, capsys):
-    readme = tmp_path / "README.md"
-    readme.write_text("# no markers\n")
+def test_the_pages_script_refuses_files_without_markers(tmp_path, capsys):
+    page, readme = tmp_path / "findings.md", tmp_path / "README.md"
+    page.write_text("# no markers\n")
+    readme.write_text(f"{TABLE_BEGIN}\n{TABLE_END}\n")
     (tmp_path / "findings" / "dropout").mkdir(parents=True)
     text = "## dropout\n\n**Claim.** c\n\n**Command.** x\n\nv\n"
     (tmp_path / "findings" / "dropout" / "findings.md").write_text(text)
     store = tmp_path / "store"
-    code = readme_main(["--findings", str(tmp_path / "findings"), "--readme", str(readme), "--store", str(store)])
-    assert code == 2 and "needs one <!-- findings:begin -->" in capsys.readouterr().err
-    assert readme.read_text() == "# no markers\n" and not store.exists()  # nothing copied either
+    arguments = ["--findings", str(tmp_path / "findings"), "--page", str(page), "--readme", str(readme),
+                 "--store", str(store)]
+    assert pages_main(arguments) == 2 and "needs one <!-- findings:begin -->" in capsys.readouterr().err
+    assert page.read_text() == "# no markers\n" and not store.exists()  # nothing copied either
+    page.write_text(f"{BEGIN}\n{END}\n")
+    readme.write_text("# no table\n")
+    assert pages_main(arguments) == 2 and "needs one <!-- findings-table:begin -->" in capsys.readouterr().err
+    assert readme.read_text() == "# no table\n" and not store.exists()
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -10,7 +10,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
-from analysis_study import EMPTY, STUDY, small_study
+from analysis_study import EMPTY, STUDY, run_ok, small_study
 from mlflow.tracking import MlflowClient
 
 from analysis import loading
@@ -18,6 +18,7 @@ from analysis.loading import (
     CURVE_METRICS,
     EmptyStudyError,
     StudyNotFoundError,
+    StudyStorageError,
     find_study,
     list_studies,
     load_config,
@@ -27,6 +28,7 @@ from analysis.loading import (
     top_trials,
 )
 from experiments.storage import open_storage
+from experiments.tracking import STORAGE_TAG
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +58,10 @@ def test_the_study_is_found_by_name_and_by_default(study, record, monkeypatch):
     assert record.name == STUDY and record.storage == study.storage
     assert record.searched == ("optimizer", "optimizer.lr", "model.width", "train.epochs")
     assert (record.objective, record.directions) == (("val_cost",), ("minimize",))
-    monkeypatch.chdir(study.folder)  # the defaults: sqlite:///mlflow.db here, the study run last
-    assert find_study().parent_run_id == record.parent_run_id
+    monkeypatch.chdir(study.folder)  # the defaults: sqlite:///mlflow.db here, the most recently active study
+    picked = find_study()
+    assert picked.parent_run_id == record.parent_run_id
+    assert picked.picked.startswith("the most recently active of 2 studies") and "--study" in picked.picked
     assert list(list_studies()["study"]) == [EMPTY, STUDY]
 
 
@@ -80,12 +84,46 @@ def test_trials_hold_what_optuna_and_mlflow_recorded(study, record, optuna_study
 def test_trials_from_mlflow_alone_match(study, record):
     """Without the Optuna storage the frame comes from the runs' tags, params and metrics."""
     full = load_trials(record)
-    alone = load_trials(STUDY, study.tracking_uri, storage=str(study.folder / "missing.journal"))
+    alone = load_trials(STUDY, study.tracking_uri, storage="none")
     columns = ["trial", "state", "optimizer", "optimizer.lr", "model.width", "train.epochs", "val_cost",
                "test_cost", "epochs_run", "seed", "run_id"]
     pd.testing.assert_frame_equal(alone[columns], full[columns], check_dtype=False)
     complete = full["state"] == "COMPLETE"
     assert np.array_equal(alone.loc[complete, "value"], full.loc[complete, "value"])
+
+
+def test_a_storage_that_is_missing_or_holds_another_study_of_the_name_is_an_error(study, tmp_path, monkeypatch):
+    """A study's records lead to its own Optuna storage: one made elsewhere under the same name is refused,
+    naming both places, wherever the analysis runs from; a missing one is named, never silently skipped."""
+    other = tmp_path / "other"
+    other.mkdir()
+    run_ok(other, "experiment=quick", "sweep.n_trials=1", "tracking=none")  # a study of the same name, no records
+    monkeypatch.chdir(other)  # its optuna.journal is here: the records must not lead to it
+    record = find_study(STUDY, study.tracking_uri)
+    assert record.storage == study.storage
+    with pytest.raises(StudyStorageError) as err:
+        find_study(STUDY, study.tracking_uri, storage="optuna.journal")
+    message = str(err.value)
+    assert str(other / "optuna.journal") in message and study.tracking_uri in message
+    assert record.parent_run_id in message
+    with pytest.raises(StudyStorageError, match=f"{tmp_path / 'missing.journal'} does not exist.*--storage none"):
+        load_trials(STUDY, study.tracking_uri, storage=str(tmp_path / "missing.journal"))
+
+
+def test_with_no_study_named_the_most_recently_active_one_is_read(tmp_path, monkeypatch):
+    """Resuming an older study makes it the one read by default, not the one created last."""
+    for name, trials in (("first", 1), ("second", 1), ("first", 2)):
+        run_ok(tmp_path, "experiment=quick", f"study_name={name}", f"sweep.n_trials={trials}")
+    monkeypatch.chdir(tmp_path)
+    assert list(list_studies()["study"]) == ["first", "second"]  # oldest first, by start
+    record = find_study()
+    assert record.name == "first" and "most recently active of 2 studies" in record.picked
+
+
+def test_the_parent_run_records_where_its_storage_is_absolutely(study, record):
+    parent = MlflowClient(study.tracking_uri).get_run(record.parent_run_id)
+    assert parent.data.tags[STORAGE_TAG] == study.storage
+    assert parent.data.params["sweep.storage"] == "optuna.journal"  # as given: relative to the launch dir
 
 
 def test_config_keys_come_from_the_runs_configs(record):
@@ -113,7 +151,7 @@ def test_curves_by_the_client_equal_curves_by_sql(study, runs):
     """The path for an ``mlflow server`` (per-run get_metric_history) gives the SQL path's frame."""
     run_ids = [r.info.run_id for r in runs.values()]
     by_sql = loading.read_metrics(study.tracking_uri, run_ids)
-    by_client = loading._metric_histories(study.tracking_uri, run_ids, list(CURVE_METRICS))
+    by_client = loading.metric_histories(study.tracking_uri, run_ids, list(CURVE_METRICS))
     key = ["run_id", "metric", "epoch"]
     by_client = by_client.astype({"epoch": np.int64})[[*key, "value"]].sort_values(key).reset_index(drop=True)
     pd.testing.assert_frame_equal(by_sql.sort_values(key).reset_index(drop=True)[[*key, "value"]], by_client,

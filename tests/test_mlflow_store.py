@@ -1,4 +1,4 @@
-"""experiments.mlflow_store: a new SQLite store is a copy of the cached empty schema, and MLflow
+"""experiments.tracking.store: a new SQLite store is a copy of the cached empty schema, and MLflow
 opens it as a store of its own (its Default experiment and artifact root are the new store's)."""
 
 import os
@@ -7,7 +7,7 @@ import stat
 import pytest
 from mlflow.tracking import MlflowClient
 
-from experiments.mlflow_store import save_template, seed_store, template_path
+from experiments.tracking.store import save_template, seed_store, template_path
 
 
 @pytest.fixture

@@ -1,8 +1,7 @@
-"""Optimizers: hand-computed updates, threads, dtypes, in-place state, allocations, bad input, PyTorch."""
+"""Optimizers: hand-computed updates, dtypes, in-place state, allocations, bad input, PyTorch."""
 
 import math
 import pickle
-import threading
 import tracemalloc
 
 import numpy as np
@@ -162,7 +161,7 @@ def test_three_steps_match_the_formulas(name, hyper):
     assert params.tolist() != THETA0
 
 
-# ------------------------------------------------------------------ threads, dtypes, state
+# ------------------------------------------------------------------ dtypes, state, in place
 # every rule, plus the sgd variants and weight decay, each with a non-unit lr
 VARIANTS = [
     ("sgd", {"lr": 0.1}),
@@ -184,53 +183,6 @@ def run(opt: Optimizer, params: np.ndarray, grads: list) -> np.ndarray:
     for g in grads:
         opt.step(params, g.copy())
     return params
-
-
-@pytest.fixture
-def split_from_65536(monkeypatch):
-    """Split arrays from 65,536 elements, so the threaded path is tested on small arrays."""
-    monkeypatch.setattr(optimizers, "PARALLEL_MIN_SIZE", 65536)
-
-
-@pytest.mark.parametrize(("name", "hyper"), VARIANTS, ids=VARIANT_IDS)
-@pytest.mark.parametrize("n_threads", [2, 3])
-def test_threads_give_bitwise_equal_results(name, hyper, n_threads, split_from_65536):
-    rng = np.random.default_rng(1)
-    size = 3 * 65536 + 7
-    theta0 = rng.normal(size=size)
-    grads = [rng.normal(size=size) * 10.0 ** rng.integers(-4, 2, size=size) for _ in range(4)]
-    single = make_optimizer(name, **hyper)
-    multi = make_optimizer(name, n_threads=n_threads, **hyper)
-    threads, ranges = set(), []
-    update = multi._update
-
-    def recording_update(lo, hi, scalars):
-        threads.add(threading.get_ident())
-        ranges.append((lo, hi))
-        update(lo, hi, scalars)
-
-    multi._update = recording_update
-    want = run(single, theta0.copy(), grads)
-    got = run(multi, theta0.copy(), grads)
-    multi.close()
-    assert threading.get_ident() in threads and len(threads) >= 2  # the caller and the pool's workers
-    chunks = sorted(set(ranges))
-    assert len(ranges) == len(grads) * n_threads and len(chunks) == n_threads
-    assert chunks[0][0] == 0 and chunks[-1][1] == size
-    assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:], strict=False))
-    assert np.array_equal(got, want)
-    assert single.state.keys() == multi.state.keys()
-    for key in single.state:
-        assert np.array_equal(multi.state[key], single.state[key]), key
-
-
-def test_small_arrays_are_not_split(split_from_65536):
-    opt = make_optimizer("adam", n_threads=2)
-    calls = []
-    update = opt._update
-    opt._update = lambda lo, hi, sc: (calls.append((lo, hi)), update(lo, hi, sc))
-    run(opt, np.ones(65535), [np.ones(65535)] * 2)
-    assert calls == [(0, 65535)] * 2
 
 
 @pytest.mark.parametrize(("name", "hyper"), VARIANTS, ids=VARIANT_IDS)
@@ -266,14 +218,13 @@ def test_non_contiguous_params_are_updated_in_place():
 
 
 @pytest.mark.parametrize(("name", "hyper"), VARIANTS, ids=VARIANT_IDS)
-@pytest.mark.parametrize("n_threads", [1, 2])
-def test_steps_allocate_no_weight_sized_temporaries(name, hyper, n_threads):
+def test_steps_allocate_no_weight_sized_temporaries(name, hyper):
     size = 1_000_000  # 4 MB of float32
     rng = np.random.default_rng(3)
     params = rng.normal(size=size).astype(np.float32)
     grad = rng.normal(size=size).astype(np.float32)
     work = np.empty_like(grad)
-    opt = make_optimizer(name, n_threads=n_threads, **hyper)
+    opt = make_optimizer(name, **hyper)
     np.copyto(work, grad)
     opt.step(params, work)  # step 1 allocates the state and the scratch array
     tracemalloc.start()
@@ -288,7 +239,6 @@ def test_steps_allocate_no_weight_sized_temporaries(name, hyper, n_threads):
         control_peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-        opt.close()
     assert control_peak >= control.nbytes
     assert peak < 100_000, f"{peak} bytes allocated during steps 2..5"
 
@@ -364,7 +314,7 @@ def test_registry_and_defaults():
     }
     for name, values in defaults.items():
         opt = make_optimizer(name)
-        assert opt.weight_decay == 0.0 and opt.n_threads == 1
+        assert opt.weight_decay == 0.0
         for key, value in values.items():
             assert getattr(opt, key) == value, (name, key)
     sgd = make_optimizer("sgd", lr=0.1)
@@ -383,16 +333,14 @@ def test_reset_forgets_the_state():
     assert np.array_equal(again, fresh)
 
 
-def test_pickle_round_trip_after_a_threaded_step():
-    opt = make_optimizer("adam", n_threads=2)
+def test_pickle_round_trip_after_a_step():
+    opt = make_optimizer("adam")
     params, grad = np.ones(70000), np.full(70000, 0.5)
     opt.step(params, grad.copy())
     copy = pickle.loads(pickle.dumps(opt))
     a, b = params.copy(), params.copy()
     opt.step(a, grad.copy())
     copy.step(b, grad.copy())
-    opt.close()
-    copy.close()
     assert np.array_equal(a, b)
 
 
@@ -426,9 +374,6 @@ BAD = [
     ("sgd", {"lr": 0.1, "betas": (0.9, 0.99)}, ["'betas'", "'sgd'"]),
     ("adam", {"momentum": 0.9}, ["'momentum'", "'adam'"]),
     ("rmsprop", {"rho": 0.9, "amsgrad": True}, ["'rho'", "'amsgrad'", "'rmsprop'"]),
-    ("adam", {"n_threads": 0}, ["n_threads", "0"]),
-    ("adam", {"n_threads": 2.0}, ["n_threads", "2.0"]),
-    ("adam", {"n_threads": True}, ["n_threads", "True"]),
 ]
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from experiments.storage import claim_lock, lock_key, open_storage
 from experiments.sweep import FINISHED, counted
+from tests.helpers import explain
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["experiment=quick", "tracking.log_plots=false"]  # 3-5 epochs of a tiny net on two moons
@@ -46,10 +47,6 @@ def finish(procs: list[subprocess.Popen], timeout: float = 300) -> list[subproce
             out, err = proc.communicate()
         results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
     return results
-
-
-def explain(proc) -> str:
-    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
 
 
 def load(url: str, name: str) -> optuna.Study:

@@ -5,35 +5,26 @@ few at a time in one module fixture. Bad input (each a short process that must f
 tests/test_bad_input.py's; composition of every group option and preset is tests/test_config.py's.
 """
 
-import os
+import re
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from mlflow.tracking import MlflowClient
+
+from tests.helpers import explain, load, run_py
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["experiment=quick", "tracking=none"]  # study "moons-quick": a few short trials on two moons
 
 
-def run_py(cwd: Path, *overrides: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_here(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
     """``python run.py OVERRIDES`` launched from ``cwd``, with its temporary files in ``cwd/tmp``."""
     (cwd / "tmp").mkdir(exist_ok=True)
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "TMPDIR": str(cwd / "tmp")})
-
-
-def explain(proc: subprocess.CompletedProcess) -> str:
-    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
-
-
-def load(cwd: Path, name: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(cwd / "optuna.journal"))))
+    return run_py(cwd, *overrides, env={"TMPDIR": str(cwd / "tmp")})
 
 
 # ---------------------------------------------------------------------------- runs that succeed
@@ -45,6 +36,10 @@ GOOD = {
     "train diverging": [*QUICK, "mode=train", "optimizer=sgd", "optimizer.lr=1e6"],
     "multirun": ["-m", *QUICK, "mode=train", "optimizer=sgd,adam"],
     "train csv": [*QUICK, "data=csv", "data.target=label", "mode=train", "data.path=good.csv"],
+    "multirun tracked": ["-m", "experiment=quick", "mode=train", "optimizer=sgd,adam", "train.epochs=2"],
+    "tied": [*QUICK, "sweep.n_trials=3", "sweep.pruner.name=none",
+             'sweep.params={optimizer: "choice(sgd)", optimizer.lr: "choice(0.1)", model.width: "choice(8)", '
+             'train.epochs: "choice(3)"}'],
 }
 
 
@@ -56,6 +51,8 @@ USES = {  # test -> the GOOD command whose result it reads
     "test_mode_train_reads_a_csv_from_the_launch_dir": "train csv",
     "test_mode_train_reports_divergence": "train diverging",
     "test_hydra_multirun_over_plain_choices": "multirun",
+    "test_train_runs_have_their_own_experiment_and_names_and_say_where_they_went": "multirun tracked",
+    "test_a_best_value_tied_among_trials_is_said": "tied",
 }
 
 
@@ -83,6 +80,8 @@ def test_help_lists_the_config_groups(runs):
     for group in ("data", "model", "optimizer", "sweep", "tracking", "train", "experiment"):
         assert group in groups, proc.stdout
     assert "moons" in groups["data"] and "nadam" in groups["optimizer"] and "quick" in groups["experiment"]
+    options = [o.strip() for listed in groups.values() for o in listed.split(",")]
+    assert not [o for o in options if o.startswith("base_")], "the schemas are no options"
     assert not (cwd / "optuna.journal").exists()
 
 
@@ -134,6 +133,46 @@ def test_hydra_multirun_over_plain_choices(runs):
     assert jobs == ["0", "1"]
 
 
+def test_train_runs_have_their_own_experiment_and_names_and_say_where_they_went(runs):
+    cwd, proc = runs["multirun tracked"]
+    assert proc.returncode == 0, explain(proc)
+    said = re.findall(r"^mlflow: run (train-\S+) \(run id (\w+)\) in experiment moons-quick-train of (\S+)$",
+                      proc.stdout, re.M)
+    assert len(said) == 2 and said[0][0] != said[1][0], explain(proc)
+    assert all(uri == f"sqlite:///{cwd / 'mlflow.db'}" for _, _, uri in said)
+    client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
+    assert client.get_experiment_by_name("moons-quick") is None  # not beside a study's parent run
+    experiment = client.get_experiment_by_name("moons-quick-train")
+    found = {r.info.run_id: r.info.run_name for r in client.search_runs([experiment.experiment_id])}
+    assert found == {run_id: name for name, run_id, _ in said}
+
+
+def test_a_best_value_tied_among_trials_is_said(runs):
+    cwd, proc = runs["tied"]
+    assert proc.returncode == 0, explain(proc)
+    values = {t.value for t in load(cwd, "moons-quick").trials}
+    assert len(values) == 1  # three trials of one configuration and seed
+    assert "the best value is tied among 3 trials (#0, #1, #2); #0 is the first of them, not a better one" in \
+        proc.stdout, explain(proc)
+
+
+def test_a_resumed_study_says_what_is_left_and_records_its_own_time(tmp_path):
+    first = run_py(tmp_path, "experiment=quick", "sweep.n_trials=2")
+    assert first.returncode == 0 and "already recorded" not in first.stdout, explain(first)
+    again = run_py(tmp_path, "experiment=quick", "sweep.n_trials=2")
+    assert "study moons-quick: 2 of 2 trials already recorded; nothing to run" in again.stdout, explain(again)
+    more = run_py(tmp_path, "experiment=quick", "sweep.n_trials=3")
+    assert "study moons-quick: 2 of 3 trials already recorded; running 1 more" in more.stdout, explain(more)
+    seconds = load(tmp_path, "moons-quick").user_attrs["study_seconds"]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (parent,) = [r for r in client.search_runs([client.get_experiment_by_name("moons-quick").experiment_id])
+                 if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.data.metrics["study.seconds"] == pytest.approx(seconds) and 0 < seconds < 60
+    history = client.get_metric_history(parent.info.run_id, "study.seconds")
+    assert len(history) == 3 and history[0].value < history[-1].value  # one point a session, summed
+    assert "Study time:" in parent.data.tags["mlflow.note.content"]
+
+
 TABLES = {"good.csv": "a,b,label\n" + "".join(f"{i},{i % 7},{i % 2}\n" for i in range(60))}
 
 
@@ -159,7 +198,7 @@ def runs(request, tmp_path_factory) -> Runs:
         cwd = tmp_path_factory.mktemp("run")
         for file, text in TABLES.items():
             (cwd / file).write_text(text)
-        return cwd, run_py(cwd, *commands[name])
+        return cwd, run_here(cwd, *commands[name])
 
     wanted = []
     for item in request.session.items:

@@ -64,7 +64,7 @@ def test_the_trial_seed_reproduces_the_trial(record, retrained):
     """Retraining goes through the trials' own code: with the trial's seed it gives the trial back."""
     row = retrained.runs.iloc[0]
     art = load_run(row["run_id"], record.tracking_uri)
-    result = seeds._train(copy.deepcopy(art.cfg), art.data)
+    result = seeds.train_as_trial(copy.deepcopy(art.cfg), art.data)
     assert result.final["val_cost"] == row["val_cost"]
     assert np.array_equal(result.net.params, art.final.params)
 
@@ -125,7 +125,7 @@ def test_a_minimum_is_measured_at_the_epoch_its_weights_are_from():
     rows = pd.DataFrame({"trial": [0, 1, 2], "label": ["t7", "t7/s1", "t9"], "config": [7, 7, 9], "seed": [0, 1, 0],
                          "origin": ["trial", "retrained", "trial"], "state": "COMPLETE", "group": ["a", "b", "c"],
                          "run_id": None, "reason": None})
-    runs = seeds._at_kept_epochs(rows, curves, restore_best={0, 1})  # trial 9 ran without it
+    runs = seeds.at_kept_epochs(rows, curves, restore_best={0, 1})  # trial 9 ran without it
     assert list(runs.columns) == seeds.RUN_COLUMNS
     assert list(runs["epoch"]) == [2, 2, 3] and list(runs["val_cost"]) == [0.3, 0.3, 0.4]
     assert list(runs["train_cost"]) == [0.15, 0.15, 0.2] and runs["val_accuracy"].isna().all()

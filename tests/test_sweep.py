@@ -8,7 +8,6 @@ experiments.sweep in process under Hydra's ``initialize_config_dir``.
 import fcntl
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from experiments.sweep import (
     study_counts,
     work,
 )
+from tests.helpers import explain, load, run_py, running_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
@@ -50,29 +50,14 @@ GRID = ['sweep.params={optimizer.lr: "choice(0.01, 0.1)", model.width: "choice(8
         "~sweep.params.optimizer", "sweep.sampler.name=grid"]  # 2 lr x 2 widths x 3 epochs = 12 points
 
 
-def run_py(cwd: Path, *overrides: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """``python run.py OVERRIDES`` launched from ``cwd``."""
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
-
-
 def run_many(cwd: Path, *commands: list[str]) -> list[subprocess.CompletedProcess]:
     """Several ``run.py`` commands at once, from one launch dir."""
     with ThreadPoolExecutor(len(commands)) as pool:
         return list(pool.map(lambda c: run_py(cwd, *c), commands))
 
 
-def load(cwd: Path, name: str = "moons-quick") -> optuna.Study:
-    storage = JournalStorage(JournalFileBackend(str(cwd / "optuna.journal")))
-    return optuna.load_study(study_name=name, storage=storage)
-
-
 def snapshot(trials) -> list[tuple]:
     return [(t.number, t.state, t.params, t.values, t.datetime_start) for t in trials]
-
-
-def explain(proc: subprocess.CompletedProcess) -> str:
-    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
 
 
 @pytest.fixture
@@ -226,9 +211,9 @@ def test_the_configs_of_the_searched_group_options_are_composed_ahead_by_another
     overrides = ["tracking=none", "train.batch_size=8"]
     cfg = compose(config_name="config", overrides=overrides)
     composition.prestart(OmegaConf.merge(cfg, {"mode": "train"}), overrides)
-    assert composition._prestarted is None  # one training run searches nothing
+    assert composition.prestarted() is None  # one training run searches nothing
     composition.prestart(cfg, overrides)
-    composer = composition._prestarted
+    composer = composition.prestarted()
     plan = make_plan(cfg, overrides)  # collects what the composer sent so far
     assert plan.precomposed
     composition.collect(plan, wait=60)  # and the rest (the pipe holds ~64 kB: the composer waits for room)
@@ -247,8 +232,8 @@ def test_the_configs_of_the_searched_group_options_are_composed_ahead_by_another
     monkeypatch.undo()
     full = compose(config_name="config", overrides=plan.base_overrides + as_overrides(values))
     assert repr(fast) == repr(full) and OmegaConf.get_type(fast.optimizer) is OmegaConf.get_type(full.optimizer)
-    composition._end_prestarted()
-    assert not composer.process.is_alive() and composition._prestarted is None
+    composition.end_prestarted()
+    assert not composer.process.is_alive() and composition.prestarted() is None
 
 
 def test_compose_trial_fails_like_hydra_on_a_key_the_group_lacks(hydra_conf):
@@ -336,17 +321,6 @@ def test_a_killed_sweep_resumes_to_exactly_n_trials(tmp_path):
     assert (after[0].info.run_id, after[0].info.end_time, after[0].data.metrics, after[0].data.params) == \
         (before[0].info.run_id, before[0].info.end_time, before[0].data.metrics, before[0].data.params)
     assert after[2].info.status in ("FINISHED", "KILLED") and "killed_reason" not in after[2].data.tags
-
-
-def running_runs(db: Path) -> list[str]:
-    """Names of the runs RUNNING in the SQLite MLflow store ``db``."""
-    if not db.exists():
-        return []
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-            return [row[0] for row in con.execute("select name from runs where status = 'RUNNING'")]
-    except sqlite3.Error:  # tables not made yet
-        return []
 
 
 def trial_runs(client, experiment: str = "moons-quick") -> dict:

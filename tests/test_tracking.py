@@ -1,4 +1,4 @@
-"""MLflow tracking of studies (experiments/tracking.py): what a user finds in ``mlflow ui``.
+"""MLflow tracking of studies (experiments/tracking/): what a user finds in ``mlflow ui``.
 
 End-to-end tests run ``run.py`` in a subprocess from a temp dir (``experiment=quick``: a few
 short trials on two moons), then read the runs back with ``MlflowClient`` and the study from
@@ -8,7 +8,6 @@ on 127.0.0.1, started in the background when this module starts and stopped at i
 
 import http.server
 import multiprocessing
-import os
 import sqlite3
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from experiments.tracking import (
 )
 from experiments.trainer import TrainResult, output_and_cost
 from nncore import Network
+from tests.helpers import explain, load, run_py
 from tests.services import MlflowServer, as_from_a_terminal, free_port, interrupt_when
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,20 +45,6 @@ STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 
 
 # ---------------------------------------------------------------------------- helpers
-def run_py(cwd: Path, *overrides: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``python run.py OVERRIDES`` launched from ``cwd``."""
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
-
-
-def explain(proc: subprocess.CompletedProcess) -> str:
-    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
-
-
-def load_study(cwd: Path, name: str = "moons-quick") -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(str(cwd / "optuna.journal"))))
-
-
 def study_runs(client, experiment: str = "moons-quick"):
     """(the parent run, {trial number: child run}) of the study's experiment; exactly one parent."""
     exp = client.get_experiment_by_name(experiment)
@@ -164,20 +150,20 @@ def test_sqlite_uri_is_made_absolute_and_the_null_tracker_is_off(tmp_path, monke
 
 
 def test_run_py_forks_the_tracking_process_early_and_the_tracker_takes_it(tmp_path, monkeypatch):
-    from experiments import tracking_process as tp
+    from experiments.tracking import process as tp
 
     monkeypatch.chdir(tmp_path)
     cfg = OmegaConf.create({"study_name": "s", "tracking": {"enabled": True, "uri": "sqlite:///mlflow.db",
                                                             "experiment": None, "log_plots": False}})
     tp.prestart(OmegaConf.merge(cfg, {"tracking": {"enabled": False}}))
-    assert tp._prestarted is None  # tracking off: no process
+    assert tp.prestarted() is None  # tracking off: no process
     tp.prestart(cfg, after=multiprocessing.get_context("fork").Event())  # never set: records still come first
-    early = tp._prestarted
+    early = tp.prestarted()
     assert early.process.is_alive()
-    assert tp.take(tp.settings_of(cfg)) is early and tp._prestarted is None  # taken once
+    assert tp.take(tp.settings_of(cfg)) is early and tp.prestarted() is None  # taken once
     assert early.close(60)["failed"] == 0 and not early.process.is_alive()  # it wrote nothing, it ended
     tp.prestart(cfg)  # a tracker with other settings does not take it: it is stopped
-    early = tp._prestarted
+    early = tp.prestarted()
     assert tp.take(tp.settings_of(OmegaConf.merge(cfg, {"study_name": "t"}))) is None
     early.process.join(5)
     assert not early.process.is_alive() and not (tmp_path / "mlflow.db").exists()
@@ -252,12 +238,12 @@ def test_a_sqlite_sweep_records_the_study_and_a_resume_reuses_its_parent(tmp_pat
     assert "next: mlflow ui --backend-store-uri sqlite:///mlflow.db   |   python -m analysis.report\n" in proc.stdout
     from mlflow.tracking import MlflowClient
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    check_study_record(client, load_study(tmp_path), tmp_path)
+    check_study_record(client, load(tmp_path), tmp_path)
     parent, _ = study_runs(client)
 
     proc = run_py(tmp_path, *QUICK, "sweep.n_trials=4")  # resume: one more trial, same parent run
     assert proc.returncode == 0, explain(proc)
-    study = load_study(tmp_path)
+    study = load(tmp_path)
     children = check_study_record(client, study, tmp_path)
     again, _ = study_runs(client)
     assert again.info.run_id == parent.info.run_id and len(children) == 4
@@ -273,7 +259,7 @@ def test_an_unreachable_server_fails_fast_before_any_trial(tmp_path):
     assert proc.returncode != 0, explain(proc)
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: cannot reach tracking.uri=") and uri in last, explain(proc)
-    assert not (tmp_path / "optuna.journal").exists() or not load_study(tmp_path).trials
+    assert not (tmp_path / "optuna.journal").exists() or not load(tmp_path).trials
 
 
 class _Unavailable(http.server.BaseHTTPRequestHandler):
@@ -299,7 +285,7 @@ def test_a_store_that_stops_answering_never_fails_a_trial(tmp_path):
     finally:
         server.shutdown()
     assert proc.returncode == 0, explain(proc)
-    study = load_study(tmp_path)
+    study = load(tmp_path)
     assert len(study.trials) == 3 and all(t.state.is_finished() for t in study.trials)
     warning = [line for line in proc.stderr.splitlines() if line.startswith("warning: tracking:")]
     assert warning and "MLflow calls failed" in warning[0] and "incomplete" in warning[0], explain(proc)
@@ -319,7 +305,7 @@ def test_ctrl_c_leaves_no_run_running(tmp_path):
     assert parent.info.status == "KILLED"
     assert children[0].info.status == "KILLED"
     assert children[0].data.tags["fail_reason"] == sweep.INTERRUPTED
-    assert load_study(tmp_path).trials[0].user_attrs["fail_reason"] == sweep.INTERRUPTED
+    assert load(tmp_path).trials[0].user_attrs["fail_reason"] == sweep.INTERRUPTED
 
 
 def _running_trial(db: Path) -> bool:
@@ -338,7 +324,7 @@ def test_an_mlflow_server_records_complete_pruned_and_diverged_trials(tmp_path, 
     assert proc.returncode == 0, explain(proc)
     assert "View run" not in proc.stdout  # MLflow's per-run links stay out of the summary
     from mlflow.tracking import MlflowClient
-    study = load_study(tmp_path)
+    study = load(tmp_path)
     children = check_study_record(MlflowClient(url), study, tmp_path)
     states = {t.number: t.state for t in study.trials}
     diverged = [n for n, s in states.items() if s == optuna.trial.TrialState.FAIL]

@@ -2,8 +2,8 @@
 
 ``python run.py experiment=NAME`` runs the experiment's sweep, then :func:`run_findings` reads the
 study back and writes its findings (``findings/NAME/findings.{csv,md}`` and figures). One module per
-experiment holds its ``findings(study) -> Findings``; :mod:`.readme` copies the findings into the
-README's "Findings" section.
+experiment holds its ``findings(study) -> Findings``; :mod:`.pages` copies the findings into
+docs/findings.md and the README's table.
 """
 
 import time
@@ -12,11 +12,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from experiments.config import FOLKLORE
+
 from ..loading import load_optuna_study
 from .common import Findings, FindingsError, StudyData, read_study, write_findings
 
-EXPERIMENTS = ("activations", "batch_size", "minibatch_vs_fullbatch", "optimizers", "dropout", "local_minima",
-               "hidden_layers")  # = experiments.config.FOLKLORE, in the README's order
+EXPERIMENTS = FOLKLORE  # the experiments with findings, in the order of docs/findings.md
 
 __all__ = ["EXPERIMENTS", "Findings", "FindingsError", "StudyData", "read_study", "run_findings", "write_findings"]
 

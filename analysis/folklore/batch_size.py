@@ -255,8 +255,8 @@ def notes(study: StudyData, best, noise: pd.DataFrame, n: int, tau: float, commo
         f"*_common: the same to val_cost ≤ {common:.3g}, the level every batch size reached in half its runs "
         "(the largest over the batch sizes of the median best val_cost); s_per_epoch: median epoch wall time, "
         "whole-set evaluation included (parallel workers on shared cores: noisy).",
-        f"Gradient variance: {int(cfg.findings.samples)} mini-batches per B drawn as training draws them (a fresh "
-        "permutation per epoch, consecutive disjoint batches, full batches only), float64, at the initial and "
+        f"Gradient variance: {int(cfg.findings.samples)} independent mini-batches per B, each B samples drawn "
+        "without replacement (as each batch of training is), float64, at the initial and "
         f"final weights of trial {int(best['trial'])} (B = {int(best['train.batch_size'])}, lr "
         f"{best['optimizer.lr']:g}, final val_cost {best['val_cost']:.3g}). *_rel_var = E‖g_B − g‖² over the "
         "variance of one sample's gradient (1/n)Σᵢ‖gᵢ − g‖² = "

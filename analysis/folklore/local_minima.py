@@ -3,9 +3,10 @@
 different minima, with barriers between them, and are some of those minima worse than others?
 
 The minima are compared on the training set with dropout off (:mod:`analysis.minima`): the
-"max" barrier on the straight path between every pair, in cost and in training error (Frankle et
-al. 2020), the L2 distance between them, the sharpness of each (top Hessian eigenvalue) and the
-basins that barriers ≤ :data:`analysis.seeds.BASIN_TOL` join.
+"max_end" barrier (max L − max of the end losses, the most conservative of the three in use, see
+:func:`analysis.minima.barrier`) on the straight path between every pair, in cost and in training
+error, the L2 distance between them, the sharpness of each (λ_max) and the basins that barriers ≤
+:data:`analysis.seeds.BASIN_TOL` join.
 """
 
 import warnings
@@ -88,7 +89,7 @@ def load_minima(study: StudyData) -> Minima:
 
 
 def error_barriers(minima: Minima) -> np.ndarray:
-    """``(k, k)`` "max" barriers in training error (fraction misclassified) on ``N_ALPHAS`` points of
+    """``(k, k)`` "max_end" barriers in training error (fraction misclassified) on ``N_ALPHAS`` points of
     each segment; NaN for regression."""
     k = len(minima.thetas)
     if minima.y is None:
@@ -110,15 +111,15 @@ def _error(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray) -> flo
 
 
 def sharpnesses(minima: Minima) -> tuple[np.ndarray, int]:
-    """The top Hessian eigenvalue of the training cost at each minimum ``(k,)``, and how many of
-    them power iteration warned about (a ReLU kink near θ, or no convergence)."""
+    """λ_max of the training cost's Hessian at each minimum ``(k,)``, and how many of them Lanczos
+    warned about (a ReLU kink near θ, or no convergence)."""
     values, warned = [], 0
     for theta in minima.thetas:
         net = minima.net.copy()
         net.params[...] = theta
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
-            values.append(sharpness(net, minima.X, minima.Y, minima.cost)[0])
+            values.append(sharpness(net, minima.X, minima.Y, minima.cost, n_trace=0, lambda_min=False).lambda_max)
         warned += bool(caught)
     return np.asarray(values), warned
 
@@ -174,7 +175,7 @@ def barrier_figure(matrix: pd.DataFrame) -> Figure:
     ax = Figure(figsize=(side + 1, side), layout="constrained").add_subplot()
     plot_barrier_heatmap(matrix, ax=ax)
     ax.tick_params(axis="x", labelrotation=90)
-    ax.set_title("barrier (max variant), training cost")
+    ax.set_title("barrier (max_end variant), training cost")
     return ax.figure
 
 
@@ -212,7 +213,7 @@ def costs_figure(runs: pd.DataFrame) -> Figure:
     for ax, metric in zip(axes, metrics):
         ax.hist([g[metric].to_numpy() for _, g in groups], bins=12, stacked=True,
                 label=[f"seed {int(s)}" for s, _ in groups])
-        ax.set_xlabel(f"final {metric}" if metric != "sharpness" else "sharpness (top Hessian eigenvalue)")
+        ax.set_xlabel(f"final {metric}" if metric != "sharpness" else "sharpness (λ_max)")
         ax.set_ylabel("runs")
         ax.locator_params(axis="x", nbins=4)
     axes[-1].legend(fontsize="small")
@@ -306,14 +307,14 @@ def notes(study: StudyData, minima: Minima, kinks: int) -> list[str]:
         f"{cfg.optimizer.name} lr {cfg.optimizer.lr:g}, batch {cfg.train.batch_size}, {cfg.train.epochs} epochs, "
         f"{cfg.train.dtype}; {runs[SEED].nunique()} initial weights (train.seed) × up to {runs[ORDER].nunique()} "
         f"mini-batch orders (train.order_seed): {len(runs)} complete runs of {len(study.trials)}.",
-        f"barrier: the \"max\" variant, max over α∈[0,1] of L((1-α)θa+αθb) − max(L(θa), L(θb)), {N_ALPHAS} points, "
+        f"barrier: the \"max_end\" variant, max over α∈[0,1] of L((1-α)θa+αθb) − max(L(θa), L(θb)), {N_ALPHAS} points, "
         "full training set, dropout off; error_barrier: the same with the training error (fraction "
         "misclassified) for L; two minima share a basin when a chain of barriers ≤ "
         f"{BASIN_TOL:g} joins them (analysis.seeds.BASIN_TOL).",
         "distance: L2 norm of the difference of the final parameter vectors; distance_at_init: the same for their "
         "initial weights; d_train_cost, d_val_cost: mean absolute difference of the two runs' final costs.",
-        "sharpness: top eigenvalue of the training cost's Hessian by power iteration on finite-difference "
-        f"Hessian-vector products (analysis.minima.sharpness){_kinks(kinks)}.",
+        "sharpness: λ_max, the largest eigenvalue of the training cost's Hessian, by Lanczos on finite-difference "
+        f"Hessian-vector products to 1e-6 relative (analysis.minima.sharpness){_kinks(kinks)}.",
         "A \"minimum\" is where training stopped: with cross-entropy on separable data the cost keeps falling. A "
         "barrier on the straight path is an upper bound: minima from different initial weights are often joined by "
         "curved low-cost paths, or become linearly connected once their hidden units are permuted.",
@@ -321,4 +322,4 @@ def notes(study: StudyData, minima: Minima, kinks: int) -> list[str]:
 
 
 def _kinks(kinks: int) -> str:
-    return f"; it warned for {kinks} minima (ReLU kink near θ or no convergence), estimate kept" if kinks else ""
+    return f"; it warned for {kinks} minima (ReLU kink near θ: estimate kept; no convergence: NaN)" if kinks else ""

@@ -6,17 +6,21 @@ machine by a given MLflow version is saved, without its ``Default`` experiment, 
 ``$XDG_CACHE_HOME/nnsweep/mlflow-<version>.db`` (``~/.cache`` by default); every later new store
 starts as a copy of it, and MLflow adds the ``Default`` experiment with the new store's own
 artifact location when it opens it. A store that already exists is never touched.
+
+``store_lock``: the lock under which a process opens a SQLite store (and MLflow makes its tables).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
 
-from .storage import sqlite_file
+from ..storage import file_lock
+from ..urls import sqlite_file
 
 
 def template_path() -> Path:
@@ -77,3 +81,10 @@ def save_template(uri: str) -> None:
     finally:
         if os.path.exists(staging):
             os.unlink(staging)
+
+
+def store_lock(uri: str):
+    """An flock beside a SQLite store (MLflow creates its tables on first use: two processes at once
+    collide); nothing for other stores."""
+    path = sqlite_file(uri)
+    return contextlib.nullcontext() if path is None else file_lock(path + ".init-lock")

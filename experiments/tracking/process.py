@@ -1,11 +1,12 @@
 """The tracking process: forked from the launching process, it does every MLflow call of a run.py.
 
-``Link`` forks it and is the pipe to it (``experiments.tracking.MlflowTracker`` sends one message
-per record). The process starts by importing MLflow and its SQL store (~2 s of CPU) while it has
-nothing to write, so ``prestart(cfg)`` lets run.py fork it before its own imports: those seconds
-then run beside the launching process's start-up rather than beside the trials. This module
-imports neither MLflow nor scikit-learn (Optuna, which both processes use, comes through
-experiments.storage): it is what run.py loads before forking.
+``Link`` forks it and is the pipe to it (``experiments.tracking.tracker.MlflowTracker`` sends one
+message per record; the process hands each to a ``Recorder``, experiments.tracking.recorder).
+The process starts by importing MLflow and its SQL store (~2 s of CPU) while it has nothing to
+write, so ``prestart(cfg)`` lets run.py fork it before its own imports: those seconds then run
+beside the launching process's start-up rather than beside the trials. This module imports
+neither MLflow nor scikit-learn (nor the recorder, until the process runs): it is what run.py
+loads before forking.
 """
 
 from __future__ import annotations
@@ -18,19 +19,13 @@ import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass
 
-from .storage import mask_password, sigint_deferred
+from ..interrupts import sigint_deferred
+from .quiet import quiet_mlflow
+from .schema import Settings, settings_of
 
 PATIENCE = 3.0  # seconds the prestarted process waits for the composer before its own imports
 _prestarted: Link | None = None
-
-
-def settings_of(cfg) -> Settings:
-    """What the tracking process of ``cfg`` (the root config, tracking enabled) needs."""
-    tracking = cfg.tracking
-    return Settings(absolute_uri(str(tracking.uri)), mask_password(str(tracking.uri)),
-                    str(tracking.experiment or cfg.study_name), bool(tracking.log_plots))
 
 
 def prestart(cfg, after=None) -> None:
@@ -44,6 +39,11 @@ def prestart(cfg, after=None) -> None:
     if cfg.tracking.enabled and _prestarted is None:
         _prestarted = Link(settings_of(cfg), after)
         atexit.register(_end_untaken)
+
+
+def prestarted() -> Link | None:
+    """The tracking process prestarted in this process and not taken yet; None without one."""
+    return _prestarted
 
 
 def take(settings: Settings) -> Link | None:
@@ -61,23 +61,6 @@ def take(settings: Settings) -> Link | None:
 def _end_untaken() -> None:
     if _prestarted is not None and _prestarted.owner == os.getpid():
         _prestarted.stop()
-
-
-def absolute_uri(uri: str) -> str:
-    """``sqlite:///mlflow.db`` → ``sqlite:////launch/dir/mlflow.db``; other URIs unchanged."""
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + os.path.abspath(uri[len("sqlite:///"):])
-    return uri
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What the tracking process needs to know (picklable)."""
-
-    uri: str
-    location: str
-    experiment: str
-    log_plots: bool
 
 
 class Link:
@@ -133,12 +116,12 @@ def _serve(reader, writer, report, settings: Settings, after=None) -> None:
     writer.close()  # the sender's end: without this copy, the pipe ends when every sender is gone
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the trials; this process drains
     signal.signal(signal.SIGTERM, _exit_at_once)  # until the first record: nothing to close
-    from .tracking import _quiet_mlflow, _Recorder  # here: the launching process need not import MLflow's side
+    from .recorder import Recorder  # here: the launching process need not import MLflow's side
 
-    _quiet_mlflow()
+    quiet_mlflow()
     inbox: queue.SimpleQueue = queue.SimpleQueue()
     threading.Thread(target=_pump, args=(reader, inbox), daemon=True).start()  # the pipe never fills
-    store = _Recorder(settings)
+    store = Recorder(settings)
     closed = False  # True: the owner asked to close; False: it died (or this process was terminated)
     patience = time.monotonic() + PATIENCE
     try:
@@ -158,7 +141,8 @@ def _serve(reader, writer, report, settings: Settings, after=None) -> None:
     finally:
         store.finish(closed)
         with contextlib.suppress(OSError):
-            report.send({**store.trouble.report(), "busy": store.busy, "cpu": store.cpu, "count": store.count})
+            report.send({**store.trouble.report(), "busy": store.busy, "cpu": store.cpu, "count": store.count,
+                         "train_run": store.train_run})
 
 
 def _pump(reader, inbox: queue.SimpleQueue) -> None:
