@@ -8,6 +8,8 @@
   interpolation and barriers (three variants), basins, filter-normalised 1-D/2-D landscapes,
   sharpness (λ_max, λ_min and trace of the Hessian by Lanczos and Hutchinson; raw and
   filter-normalised) and the exact Hessian of tiny nets.
+- :mod:`analysis.alignment`: permutation symmetry: :func:`align` permutes one net's hidden units to
+  match another's by weight matching (Git Re-Basin), and barriers between minima modulo permutation.
 - :mod:`analysis.stats`: verdicts from seeds: paired comparisons, Holm's correction, trend tests.
 
 - :mod:`analysis.loading`: a study's trials, curves, configs and weights from the MLflow store
@@ -22,6 +24,7 @@ Plot functions return a :class:`matplotlib.figure.Figure` (no pyplot state). The
 
 import importlib
 
+from .alignment import Alignment, align, aligned_pairwise_barriers, permute
 from .convergence import (
     area_under_curve,
     convergence_rate,
@@ -71,10 +74,11 @@ def __getattr__(name: str):
 
 __all__ = [
     *_LAZY,
-    "Sharpness", "area_under_curve", "barrier", "basins", "convergence_rate", "epochs_to_threshold", "exact_hessian",
+    "Alignment", "Sharpness", "align", "aligned_pairwise_barriers", "area_under_curve", "barrier", "basins",
+    "convergence_rate", "epochs_to_threshold", "exact_hessian",
     "filter_normalized_direction", "filter_normalized_sharpness", "filter_scales", "final_spread", "final_values",
     "grouped_curves", "hessian_vector_product",
     "interpolate", "kaplan_meier", "km_median", "landscape_1d", "landscape_2d", "pairwise_barriers",
     "plot_barrier_heatmap", "plot_grouped_curves", "plot_interpolation", "plot_landscape_1d",
-    "plot_landscape_2d", "sharpness", "threshold_summary",
+    "permute", "plot_landscape_2d", "sharpness", "threshold_summary",
 ]

@@ -6,12 +6,14 @@ The report (``reports/<study>/report.html`` and its PNG figures in ``figures/``)
 2. convergence: epochs to a validation-cost threshold τ (censored runs kept; Kaplan–Meier
    median), decay rate and mean height of the curve, per optimizer, batch size and activation,
    each beside the median/IQR curves of its groups;
-3. parameter importances (fANOVA, ``optuna.importance.get_param_importances``);
+3. parameter importances (:func:`experiments.importance.study_importances`: fANOVA over 5 seeded forests
+   with their spread, PED-ANOVA beside it; the numbers of the parent run's ``plots/param_importances.csv``);
 4. the minima of the top-k trials: loss along the straight line from the initial to the final
    weights, the barrier on it, the sharpness (λ_max, raw and filter-normalised);
 5. seed robustness: the top-k configurations retrained with other seeds
    (:mod:`analysis.seeds`), the spread of their final costs, the barrier heat map between all
-   minima of one architecture, and whether the seeds of one configuration share a basin;
+   minima of one architecture before and after aligning their hidden units (weight matching,
+   :mod:`analysis.alignment`), and whether the seeds of one configuration share a basin, both ways;
 6. the best trial's loss landscape along filter-normalised random directions, in 1-D and 2-D.
 
 The folder is logged to the study's parent MLflow run as the artifact folder ``report/`` (and
@@ -37,6 +39,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from experiments.importance import FANOVA_SEEDS, FANOVA_TREES, Importances, study_importances
+from experiments.importance import plot_importances as draw_importance_bars
 from experiments.storage import describe
 from experiments.urls import mask_password
 
@@ -78,7 +82,7 @@ from .seeds import BASIN_TOL, SeedComparison, SeedRuns, compare_seeds, retrain_s
 
 GROUPS = {"optimizer": "optimizer", "batch size": "train.batch_size", "activation": "model.activation"}
 TOP_TRIALS_SHOWN = 10
-FIGURE_DPI = 90
+FIGURE_DPI = 150  # a 6-inch figure is 900 px: shown at up to 900 px wide, full size on a click
 
 
 @dataclass
@@ -137,21 +141,17 @@ def convergence_table(curves: pd.DataFrame, trials: pd.DataFrame, by=None, thres
                                    "auc": "median_auc"})
 
 
-def param_importances(study, seed: int = 0) -> pd.DataFrame:
-    """``param``, ``importance`` (fANOVA, summing to 1) of an ``optuna.Study``, most important first;
-    an empty frame when there are too few complete trials to tell."""
-    import optuna
-    from optuna.importance import FanovaImportanceEvaluator
-
-    target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            found = optuna.importance.get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=seed),
-                                                            target=target)
-    except (ValueError, RuntimeError):
-        found = {}
-    return pd.DataFrame({"param": list(found), "importance": [float(v) for v in found.values()]})
+def param_importances(study) -> pd.DataFrame:
+    """The importances of an ``optuna.Study``'s parameters, most important first, computed as the parent
+    run's artifact computes them (:func:`experiments.importance.study_importances`, fixed seeds: the same
+    numbers as its ``plots/param_importances.csv``): ``param``, ``fanova`` (mean over the seeded forests),
+    ``fanova_sd``, ``fanova_min``, ``fanova_max``, ``rank_min``, ``rank_max``, ``ped_anova``. ``attrs``:
+    ``n_complete``, ``target``, ``uncertainty`` (one sentence), ``problem`` (why it is empty)."""
+    found = study_importances(study)
+    frame = found.frame()
+    frame.attrs.update(n_complete=found.n_complete, target=found.target, uncertainty=found.uncertainty(),
+                       problem=found.problem)
+    return frame
 
 
 def minima_summary(runs: SeedRuns, on_step: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, dict]:
@@ -184,6 +184,45 @@ def minima_summary(runs: SeedRuns, on_step: Callable[[str], None] | None = None)
     return pd.DataFrame(rows), paths
 
 
+def barrier_summary(comparison: SeedComparison) -> pd.DataFrame:
+    """Per group of ``comparison``: ``n_pairs`` of minima, the ``mean`` and ``max`` barrier over them on the straight
+    line and after aligning (``*_aligned``), and ``lower_aligned``, the fraction of pairs whose barrier alignment
+    lowered."""
+    rows = []
+    for group, matrix in comparison.barriers.items():
+        pairs = np.triu_indices(len(matrix), 1)
+        plain, aligned = matrix.to_numpy()[pairs], comparison.aligned_barriers[group].to_numpy()[pairs]
+        rows.append({"group": group, "n_pairs": len(plain), "mean": plain.mean(), "mean_aligned": aligned.mean(),
+                     "max": plain.max(), "max_aligned": aligned.max(),
+                     "lower_aligned": float(np.mean(aligned < plain))})
+    return pd.DataFrame(rows, columns=["group", "n_pairs", "mean", "mean_aligned", "max", "max_aligned",
+                                       "lower_aligned"])
+
+
+def plot_barrier_heatmaps(plain: pd.DataFrame, aligned: pd.DataFrame, title: str = ""):
+    """Two barrier heat maps side by side on one colour scale (one colour bar): on the straight line (left) and
+    after weight matching (right). Returns the figure."""
+    size = max(4.0, 0.35 * len(plain) + 2)
+    width = 2 * size + 1
+    # margins by hand (inches: tick labels, axis label): a layout engine would triple the time of the figure
+    margin = 0.65 + 0.075 * max((len(str(label)) for label in plain.index), default=1)
+    figure = Figure(figsize=(width, size))
+    figure.subplots_adjust(left=margin / width, right=1 - 0.1 / width, bottom=margin / size, top=1 - 0.4 / size,
+                           wspace=1.5 * margin / (width - margin))
+    axes = figure.subplots(1, 2)
+    top = max(float(np.nanmax(plain.to_numpy())), float(np.nanmax(aligned.to_numpy())), 1e-12)
+    for ax, matrix, what in zip(axes, (plain, aligned), ("straight line", "after weight matching")):
+        plot_barrier_heatmap(matrix, ax=ax)
+        ax.images[0].set_clim(0.0, top)
+        for text, value in zip(ax.texts, matrix.to_numpy().ravel()):  # light on dark cells of the shared scale
+            text.set_color("k" if value > top / 2 else "w")
+        ax.tick_params(axis="x", labelrotation=90)
+        ax.set_title(f"{title}: {what}" if title else what)
+    axes[0].images[0].colorbar.remove()  # the right one serves both, and the left's axis label
+    axes[1].set_ylabel("")
+    return figure
+
+
 def best_landscapes(runs: SeedRuns, grid: int = 25, seed: int = 0,
                     on_step: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The 1-D (41 points) and 2-D (``grid`` × ``grid``) training-loss landscapes of the best trial in
@@ -207,12 +246,11 @@ def _step(on_step, what: str) -> None:
 
 # ---------------------------------------------------------------------------- figures
 def plot_importances(importances: pd.DataFrame):
-    """Horizontal bars of :func:`param_importances`. Returns the figure."""
-    ax = Figure(figsize=(6, 0.4 * max(len(importances), 3) + 1), layout="constrained").add_subplot()
-    ordered = importances.iloc[::-1]
-    ax.barh(ordered["param"], ordered["importance"], color="tab:blue")
-    ax.set_xlabel("importance (fANOVA)")
-    return ax.figure
+    """Bars of :func:`param_importances` (fANOVA with its min–max over the forests, PED-ANOVA beside it),
+    the figure of the parent run's ``plots/param_importances.png``. Returns the figure."""
+    return draw_importance_bars(Importances(rows=importances.to_dict("records"),
+                                            n_complete=int(importances.attrs.get("n_complete", 0)),
+                                            target=str(importances.attrs.get("target", "the objective"))))
 
 
 def plot_interpolations(paths: dict):
@@ -263,9 +301,10 @@ class _Page:
     def figure(self, figure, name: str, caption: str) -> None:
         path = self.folder / "figures" / f"{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=FIGURE_DPI)
+        figure.savefig(path, dpi=FIGURE_DPI, bbox_inches="tight")
         self.figures.append(path)
-        self.parts.append(f"<figure><img src='figures/{path.name}' alt='{html.escape(caption)}'>"
+        self.parts.append(f"<figure><a href='figures/{path.name}' target='_blank' title='open full size'>"
+                          f"<img src='figures/{path.name}' alt='{html.escape(caption)}'></a>"
                           f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
     def render(self, title: str) -> str:
@@ -277,8 +316,8 @@ class _Page:
 CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
        "table.t{border-collapse:collapse;font-size:13px;margin:.5em 0 1em}"
        "table.t th,table.t td{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
-       "figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}"
-       "figcaption{font-size:12px;color:#555;max-width:560px}img{max-width:100%}code{background:#f3f3f3}"
+       "figure{display:block;margin:1em 0}figure img{width:900px;max-width:100%;height:auto;cursor:zoom-in}"
+       "figcaption{font-size:13px;color:#555;max-width:900px}code{background:#f3f3f3}"
        "div.w{overflow-x:auto}")
 
 
@@ -387,7 +426,13 @@ def _study_section(page: _Page, record: StudyRecord, trials: pd.DataFrame) -> No
                      "them apart, and the first of them is no better than the others.")
     page.text("<br>".join(lines))
     page.heading("Best trials")
-    shown = complete.drop(columns=[c for c in ("seed", "reason", "duration_s") if c in complete.columns])
+    complete.to_csv(page.folder / "best_trials.csv", index=False)
+    objective = [c for c in complete.columns if c == "value" or c.startswith("value_")]
+    shown = complete[["trial", *objective, *[k for k in record.searched if k in complete.columns]]]
+    page.text(f"The {min(TOP_TRIALS_SHOWN, len(complete))} best of the {len(complete)} complete trials: the "
+              f"objective (<i>value</i>: {html.escape(', '.join(record.objective))}) and the searched "
+              "hyperparameters. Every column of every complete trial (final and test metrics, epochs, seed, run id): "
+              "<a href='best_trials.csv'>best_trials.csv</a>.")
     page.table(shown, TOP_TRIALS_SHOWN)
 
 
@@ -401,15 +446,16 @@ def _convergence_section(page: _Page, trials, curves, options: ReportOptions, st
     page.text(f"τ = {threshold:.4g}: {'the median final val_cost of the complete trials' if options.threshold is None else 'given'}. "  # noqa: E501
               "<i>n_reached</i>: runs whose val_cost reached τ; runs that stopped before (pruned or out of epochs) "
               "are censored, not dropped: <i>km_median</i> is the Kaplan–Meier median epoch to τ with them "
-              "accounted for, <i>median_epochs</i>/<i>median_seconds</i> count only the runs that reached τ. "
+              f"accounted for (\"{KM_UNDEFINED}\": fewer than half the runs reached τ, so it is undefined), "
+              "<i>median_epochs</i>/<i>median_seconds</i> count only the runs that reached τ. "
               "<i>median_rate</i>: decay rate per epoch of an exponential fit of val_cost; <i>median_auc</i>: "
               "the mean height of the val_cost curve.")
-    page.table(convergence_table(curves, trials, None, threshold))
+    page.table(_km_explained(convergence_table(curves, trials, None, threshold)))
     for title, key in GROUPS.items():
         if key not in trials.columns or trials[key].isna().all():
             continue
         page.heading(f"By {title}", 3)
-        page.table(convergence_table(curves, trials, key, threshold))
+        page.table(_km_explained(convergence_table(curves, trials, key, threshold)))
         figure = plot_grouped_curves(grouped_curves(curves, trials, key), logy=True)
         figure.axes[0].set_title(f"val_cost by {title}: median and interquartile band")
         page.figure(figure, f"curves_by_{_safe_name(title)}", f"Validation cost per epoch by {title}: median line, "
@@ -417,16 +463,36 @@ def _convergence_section(page: _Page, trials, curves, options: ReportOptions, st
         step(f"curves by {title}")
 
 
+KM_UNDEFINED = "< half reached τ"  # a km_median cell without a value: fewer than half the runs reached τ
+
+
+def _km_explained(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with each missing ``km_median`` said in place: the Kaplan–Meier curve never falls to one
+    half when fewer than half of the runs reached τ, so the median epoch is undefined, not zero."""
+    if "km_median" not in table.columns:
+        return table
+    return table.assign(km_median=[KM_UNDEFINED if pd.isna(v) else _fmt(v) for v in table["km_median"]])
+
+
 def _importance_section(page: _Page, importances: pd.DataFrame, have_study: bool) -> None:
     page.heading("Parameter importances")
     if importances.empty:
-        page.text("Not available: " + ("too few complete trials." if have_study else
+        why = importances.attrs.get("problem") or "too few complete trials"
+        page.text("Not available: " + (f"{html.escape(why)}." if have_study else
                                        "the Optuna storage was not found (pass --storage)."))
         return
-    page.text("fANOVA (<code>optuna.importance.get_param_importances</code>, seed 0) over the complete trials: "
-              "the share of the objective's variance each hyperparameter explains.")
+    page.text("<i>fanova</i>: the share of the objective's variance each hyperparameter explains (fANOVA, Optuna's "
+              f"default evaluator), the mean over {len(FANOVA_SEEDS)} random forests of {FANOVA_TREES} trees, seeds "
+              f"{FANOVA_SEEDS[0]}–{FANOVA_SEEDS[-1]}: <i>fanova_sd</i>, <i>fanova_min</i>–<i>fanova_max</i> and "
+              "<i>rank_min</i>–<i>rank_max</i> say how far the forests disagree, i.e. how uncertain the number is. "
+              "<i>ped_anova</i>: PED-ANOVA (what optuna-dashboard shows), which parameters matter to reach the best "
+              "10% of trials. The same numbers, computed the same way, as the parent run's "
+              "<code>plots/param_importances.csv</code> (here: <a href='param_importances.csv'>param_importances.csv"
+              f"</a>). <b>{html.escape(importances.attrs.get('uncertainty', ''))}</b>")
+    importances.to_csv(page.folder / "param_importances.csv", index=False)
     page.table(importances)
-    page.figure(plot_importances(importances), "param_importances", "Parameter importances (fANOVA).")
+    page.figure(plot_importances(importances), "param_importances", "Parameter importances: fANOVA (mean of the "
+                "seeded forests, whisker their min–max) and PED-ANOVA, the numbers of the table above.")
 
 
 def _minima_section(page: _Page, runs: SeedRuns, summary: pd.DataFrame, paths: dict, options) -> None:
@@ -462,22 +528,24 @@ def _seeds_section(page: _Page, runs: SeedRuns, comparison: SeedComparison, opti
     page.text(f"Barrier between two minima θa, θb: max over α∈[0,1] of L((1-α)θa + αθb) minus max(L(θa), L(θb)) "
               "(the \"max_end\" variant, the most conservative: Frankle et al. 2020 subtract the mean of the ends, "
               f"Entezari et al. 2022 their linear interpolation; training loss, {options.n_alphas} points), for every "
-              "pair of minima of one architecture. Minima "
+              "pair of minima of one architecture, on the straight line and modulo permutation: permuting a hidden "
+              "layer's units leaves the function unchanged, so of each pair the later minimum's units are first "
+              "aligned to the earlier's by weight matching (Ainsworth et al. 2023, <code>analysis.align</code>; "
+              "<i>*_aligned</i>). Minima "
               f"joined by barriers ≤ {comparison.tol:g} form one basin.")
-    basins = comparison.basins.assign(basins=comparison.basins["basins"].map(
-        lambda d: ", ".join(f"{k}:{v}" for k, v in d.items())))
+    if comparison.barriers:
+        page.table(barrier_summary(comparison))
+    basins = comparison.basins.assign(**{c: comparison.basins[c].map(
+        lambda d: ", ".join(f"{k}:{v}" for k, v in d.items())) for c in ("basins", "basins_aligned")})
     page.table(basins)
     if not comparison.group_basins.empty:
         page.text("All the minima of one architecture together, across configurations:")
-        page.table(comparison.group_basins.assign(members=comparison.group_basins["members"].map(
-            lambda basins: " | ".join(", ".join(b) for b in basins))))
+        page.table(comparison.group_basins.assign(**{c: comparison.group_basins[c].map(
+            lambda basins: " | ".join(", ".join(b) for b in basins)) for c in ("members", "members_aligned")}))
     for group, matrix in comparison.barriers.items():
-        figure = plot_barrier_heatmap(matrix)
-        size = max(4.0, 0.35 * len(matrix) + 2)
-        figure.set_size_inches(size + 1, size)
-        figure.axes[0].tick_params(axis="x", labelrotation=90)
-        figure.axes[0].set_title(f"barriers, {group}")
-        page.figure(figure, f"barriers_{_safe_name(group)}", f"Barrier heat map between the minima of {group}.")
+        figure = plot_barrier_heatmaps(matrix, comparison.aligned_barriers[group], f"barriers, {group}")
+        page.figure(figure, f"barriers_{_safe_name(group)}", f"Barrier heat maps between the minima of {group}, on "
+                    "the straight line (left) and after aligning each pair by weight matching (right), one scale.")
 
 
 def _landscape_section(page: _Page, runs: SeedRuns, summary, one, two, options) -> None:
@@ -493,7 +561,21 @@ def _landscape_section(page: _Page, runs: SeedRuns, summary, one, two, options) 
     page.figure(figure, "landscape_1d", "Training loss along one filter-normalised direction.")
     figure = plot_landscape_2d(two, log=bool((two["loss"] > 0).all()))
     figure.axes[0].set_title(f"trial {row['config']}: 2-D, {options.grid}×{options.grid}")
-    page.figure(figure, "landscape_2d", "Training loss over a plane of two filter-normalised directions (θ*: star).")
+    page.figure(figure, "landscape_2d", "Training loss over a plane of two filter-normalised directions. "
+                + landscape_caption(two))
+
+
+def landscape_caption(two: pd.DataFrame) -> str:
+    """Where the 2-D landscape's star is, and why the lowest point of the grid may be elsewhere."""
+    centre = two.loc[(two["alpha"].abs() < 1e-12) & (two["beta"].abs() < 1e-12), "loss"]
+    low = two.loc[two["loss"].idxmin()]
+    words = "★: the trained weights θ*, at α = β = 0, the centre of the plane."
+    if centre.empty or low["loss"] >= centre.iloc[0]:
+        return words + " It is the lowest point of the grid."
+    return (words + f" The lowest grid point is at α = {low['alpha']:.2g}, β = {low['beta']:.2g} (loss "
+            f"{low['loss']:.4g}, against {centre.iloc[0]:.4g} at θ*): θ* is where training stopped and the epoch "
+            "with the lowest validation cost, not a minimum of the training loss, whose gradient there is not zero, "
+            "so the plane slopes down from it in some direction.")
 
 
 def _footer(page: _Page, record: StudyRecord, options: ReportOptions, timings: dict) -> None:

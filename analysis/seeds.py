@@ -14,7 +14,8 @@ for the same trial and seed is read back instead of trained again (training is d
 epoch each run's weights are from; :func:`analysis.convergence.final_spread`), the barrier matrix
 between all minima of the same architecture and data (:func:`analysis.minima.pairwise_barriers`,
 "max_end" variant, on the training set, dropout off) and whether the seeds of one configuration land in
-one basin or several (:func:`analysis.minima.basins`).
+one basin or several (:func:`analysis.minima.basins`); each both on the straight line and modulo permutation
+(of each pair, the later run's hidden units aligned to the earlier's by :func:`analysis.alignment.align`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from omegaconf import OmegaConf
 import nncore
 from experiments.tracking import final_metrics
 
+from .alignment import aligned_pairwise_barriers
 from .convergence import final_spread
 from .loading import (
     CURVE_METRICS,
@@ -94,11 +96,15 @@ class SeedComparison:
 
     ``spread``: per configuration, the spread of the cost at its minima (``runs``' ``epoch``; ``config``,
     ``metric``, ``mean``, ``std``, ``min``, ``max``, ``range``, ``count``). ``barriers``: group →
-    the symmetric barrier matrix (a frame indexed by labels). ``basins``: per configuration
-    ``config``, ``group``, ``n_minima``, ``n_basins``, ``basins`` (label → basin), ``max_barrier``
-    and ``one_basin`` (all its minima joined by barriers ≤ ``tol``). ``group_basins``: per group,
-    the basins of all its minima together (``group``, ``n_minima``, ``n_basins``, ``members``: a
-    list of the labels in each basin), across configurations.
+    the symmetric barrier matrix (a frame indexed by labels). ``aligned_barriers``: the same modulo
+    permutation (for labels i before j, θ_j's hidden units aligned to θ_i's); ``permutations``:
+    group → ``{(label_i, label_j): perms}``, one int array ``(n_ℓ,)`` per hidden layer
+    (:func:`analysis.alignment.permute`). ``basins``: per configuration ``config``, ``group``,
+    ``n_minima``, ``n_basins``, ``basins`` (label → basin), ``max_barrier`` and ``one_basin`` (all its
+    minima joined by barriers ≤ ``tol``), then the same four from the aligned barriers (``*_aligned``).
+    ``group_basins``: per group, the basins of all its minima together (``group``, ``n_minima``,
+    ``n_basins``, ``members``: a list of the labels in each basin; ``n_basins_aligned``,
+    ``members_aligned``), across configurations.
     """
 
     spread: pd.DataFrame
@@ -106,6 +112,8 @@ class SeedComparison:
     basins: pd.DataFrame
     group_basins: pd.DataFrame
     tol: float
+    aligned_barriers: dict = field(default_factory=dict)
+    permutations: dict = field(default_factory=dict)
 
 
 def retrain_seeds(study: str | StudyRecord | None = None, top_k: int = 3, n_seeds: int = 2,
@@ -306,8 +314,8 @@ def _log_seed_run(client, record: StudyRecord, cfg, source, art, result) -> str:
 def compare_seeds(runs: SeedRuns, metric: str = "val_cost", n_alphas: int = 21, tol: float = BASIN_TOL,
                   on_step: Callable[[str], None] | None = None) -> SeedComparison:
     """Spread of ``metric`` at the minima (their ``epoch``) per configuration, barriers between the minima of each group
-    (``n_alphas`` points on the segment), basins per configuration with barriers ≤ ``tol``.
-    ``on_step(group)`` is called after each group's barrier matrix."""
+    (``n_alphas`` points on the segment) before and after aligning each pair, basins per configuration with barriers
+    ≤ ``tol``, both ways. ``on_step(group)`` is called after each group's barrier matrices."""
     table = runs.runs
     ok = table.loc[table["state"] == "COMPLETE"]
     until = runs.curves["trial"].map(table.set_index("trial")["epoch"])
@@ -315,35 +323,50 @@ def compare_seeds(runs: SeedRuns, metric: str = "val_cost", n_alphas: int = 21, 
     spread = pd.concat([final_spread(at_minima, table, by="config", metric=m, states=("COMPLETE",))
                         .assign(metric=m) for m in dict.fromkeys([metric, "train_cost"])], ignore_index=True)
     spread = spread[["config", "metric", "mean", "std", "min", "max", "range", "count"]]
-    matrices = {}
+    matrices, aligned, permutations = {}, {}, {}
     for group, members in ok.groupby("group", sort=False):
         if len(members) < 2:
             continue
         X, Y, cost = runs.data[group]
         labels = list(members["label"])
-        matrices[group] = pairwise_barriers(runs.nets[group], [runs.finals[label] for label in labels], X, Y, cost,
-                                            n_alphas=n_alphas, labels=labels)
+        thetas = [runs.finals[label] for label in labels]
+        matrices[group] = pairwise_barriers(runs.nets[group], thetas, X, Y, cost, n_alphas=n_alphas, labels=labels)
+        aligned[group], permutations[group] = aligned_pairwise_barriers(runs.nets[group], thetas, X, Y, cost,
+                                                                        n_alphas=n_alphas, labels=labels)
         _step(on_step, f"barriers {group}")
     rows = []
     for config, members in ok.groupby("config", sort=False):
         labels, group = list(members["label"]), members["group"].iloc[0]
-        if group in matrices:
-            sub = matrices[group].loc[labels, labels]
-            found = basins(sub.to_numpy(), tol)
-            highest = float(np.nanmax(sub.to_numpy())) if len(labels) > 1 else 0.0
-        else:
-            found, highest = np.zeros(len(labels), np.int64), 0.0
-        rows.append({"config": int(config), "group": group, "n_minima": len(labels), "n_basins": int(found.max()) + 1,
-                     "basins": dict(zip(labels, found.tolist())), "max_barrier": highest,
-                     "one_basin": bool(found.max() == 0)})
-    columns = ["config", "group", "n_minima", "n_basins", "basins", "max_barrier", "one_basin"]
+        row = {"config": int(config), "group": group, "n_minima": len(labels)}
+        for suffix, found in (("", matrices), ("_aligned", aligned)):
+            n_basins, labelled, highest = _config_basins(found.get(group), labels, tol)
+            row.update({f"n_basins{suffix}": n_basins, f"basins{suffix}": labelled, f"max_barrier{suffix}": highest,
+                        f"one_basin{suffix}": n_basins == 1})
+        rows.append(row)
+    columns = ["config", "group", "n_minima", *(f"{c}{suffix}" for suffix in ("", "_aligned")
+                                                for c in ("n_basins", "basins", "max_barrier", "one_basin"))]
     across = []
     for group, matrix in matrices.items():
-        found = basins(matrix.to_numpy(), tol)
-        members = [[label for label, b in zip(matrix.index, found) if b == k] for k in range(int(found.max()) + 1)]
-        across.append({"group": group, "n_minima": len(matrix), "n_basins": len(members), "members": members})
-    group_basins = pd.DataFrame(across, columns=["group", "n_minima", "n_basins", "members"])
-    return SeedComparison(spread, matrices, pd.DataFrame(rows, columns=columns), group_basins, float(tol))
+        row = {"group": group, "n_minima": len(matrix)}
+        for suffix, found in (("", matrix), ("_aligned", aligned[group])):
+            labels = basins(found.to_numpy(), tol)
+            members = [[label for label, b in zip(found.index, labels) if b == k] for k in range(int(labels.max()) + 1)]
+            row.update({f"n_basins{suffix}": len(members), f"members{suffix}": members})
+        across.append(row)
+    group_basins = pd.DataFrame(across, columns=["group", "n_minima", "n_basins", "members", "n_basins_aligned",
+                                                 "members_aligned"])
+    return SeedComparison(spread, matrices, pd.DataFrame(rows, columns=columns), group_basins, float(tol),
+                          aligned, permutations)
+
+
+def _config_basins(matrix: pd.DataFrame | None, labels: list, tol: float) -> tuple[int, dict, float]:
+    """Number of basins, label → basin and the highest barrier among ``labels`` in ``matrix`` (None: one minimum)."""
+    if matrix is None:
+        return 1, dict.fromkeys(labels, 0), 0.0
+    sub = matrix.loc[labels, labels].to_numpy()
+    found = basins(sub, tol)
+    highest = float(np.nanmax(sub)) if len(labels) > 1 else 0.0
+    return int(found.max()) + 1, dict(zip(labels, found.tolist())), highest
 
 
 def seed_robustness(study: str | StudyRecord | None = None, top_k: int = 3, n_seeds: int = 2,

@@ -10,14 +10,17 @@ fields that must agree) and raises ``ConfigError`` with a one-line message.
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+import nncore
 from nncore import make_optimizer
 
 # ---------------------------------------------------------------------------- choices
@@ -29,12 +32,13 @@ DATASETS = (
 GENERATORS = ("moons", "circles", "classification")
 REGRESSION_DATASETS = ("diabetes",)
 TASKS = ("classification", "regression")
-ACTIVATIONS = ("sigmoid", "relu", "tanh", "leaky_relu")
-OUTPUTS = ("auto", "softmax", "sigmoid", "identity")
-INITS = ("auto", "glorot_uniform", "he_normal")
-COSTS = ("auto", "squared_error", "cross_entropy")
+AUTO = "auto"  # output, init, cost: chosen from the task and activation (experiments.trainer)
+ACTIVATIONS = tuple(nncore.HIDDEN_ACTIVATIONS)
+OUTPUTS = (AUTO, *nncore.OUTPUT_ACTIVATIONS)
+INITS = (AUTO, *nncore.INITIALIZERS)
+COSTS = (AUTO, *nncore.COSTS)
 DTYPES = ("float32", "float64")
-OPTIMIZERS = ("sgd", "rmsprop", "adagrad", "adadelta", "adam", "adamax", "nadam")
+OPTIMIZERS = tuple(nncore.OPTIMIZERS)  # sgd, rmsprop, adagrad, adadelta, adam, adamax, nadam
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "qmc")
 PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
 METRICS = ("val_cost", "val_accuracy", "train_cost", "n_params")
@@ -104,71 +108,28 @@ class OptimizerConfig:
     weight_decay: float = 0.0
 
 
-@dataclass
-class SGDConfig(OptimizerConfig):
-    name: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.0
-    nesterov: bool = False
+def optimizer_schema(name: str) -> type:
+    """The schema of optimizer ``name``, made from its nncore constructor: one field per keyword with
+    nncore's default (the one home of every optimizer default; a tuple becomes a list), ``name`` set,
+    and a required ``lr`` (SGD's) left MISSING for its YAML to give. Class name: ``<Optimizer>Config``."""
+    cls = nncore.OPTIMIZERS[name]
+    fields = [("name", str, field(default=name))]
+    for p in inspect.signature(cls.__init__).parameters.values():
+        if p.name == "self" or p.kind is p.VAR_KEYWORD:
+            continue
+        if p.default is inspect.Parameter.empty or p.default is None:
+            fields.append((p.name, float, field(default=MISSING)))
+        elif isinstance(p.default, tuple):
+            fields.append((p.name, list[float], field(default_factory=functools.partial(list, p.default))))
+        else:
+            fields.append((p.name, type(p.default), field(default=p.default)))
+    schema = make_dataclass(f"{cls.__name__}Config", fields, bases=(OptimizerConfig,))
+    schema.__module__ = __name__  # pickled by name: configs cross into forked processes
+    return schema
 
 
-@dataclass
-class RMSpropConfig(OptimizerConfig):
-    name: str = "rmsprop"
-    lr: float = 0.01
-    alpha: float = 0.99
-    eps: float = 1e-8
-
-
-@dataclass
-class AdagradConfig(OptimizerConfig):
-    name: str = "adagrad"
-    lr: float = 0.01
-    eps: float = 1e-10
-
-
-@dataclass
-class AdadeltaConfig(OptimizerConfig):
-    name: str = "adadelta"
-    lr: float = 1.0
-    rho: float = 0.9
-    eps: float = 1e-6
-
-
-@dataclass
-class AdamConfig(OptimizerConfig):
-    name: str = "adam"
-    lr: float = 0.001
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-
-
-@dataclass
-class AdamaxConfig(OptimizerConfig):
-    name: str = "adamax"
-    lr: float = 0.002
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-
-
-@dataclass
-class NAdamConfig(OptimizerConfig):
-    name: str = "nadam"
-    lr: float = 0.002
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    momentum_decay: float = 0.004
-
-
-OPTIMIZER_SCHEMAS: dict[str, type] = {
-    "sgd": SGDConfig,
-    "rmsprop": RMSpropConfig,
-    "adagrad": AdagradConfig,
-    "adadelta": AdadeltaConfig,
-    "adam": AdamConfig,
-    "adamax": AdamaxConfig,
-    "nadam": NAdamConfig,
-}
+OPTIMIZER_SCHEMAS: dict[str, type] = {name: optimizer_schema(name) for name in OPTIMIZERS}
+globals().update({schema.__name__: schema for schema in OPTIMIZER_SCHEMAS.values()})  # found by pickle
 
 
 @dataclass
@@ -187,7 +148,7 @@ class TrainConfig:
     dtype: str = "float32"
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     restore_best: bool = True  # end on the weights of the epoch of lowest val_cost; False: the last epoch's
-    threads: int = 1  # BLAS + optimizer threads per worker
+    threads: int = 1  # BLAS threads per worker (a trial: one process)
 
 
 @dataclass

@@ -1,18 +1,19 @@
 """What the harness draws: a trial's cost curves, and a study's plots and trials table.
 
 ``render_curves`` draws one trial's ``curves.png`` with Pillow (in the tracking process, per trial).
-``draw_study_files`` writes a finished study's Optuna plots (optimization history, parameter
-importances, parallel coordinates, intermediate values: a PNG each and one interactive
-``study.html``) and ``trials.csv`` into a folder, which the tracking process then logs on the
-study's parent run. run.py calls it as the trials end, while the tracking process still writes the
-last trials' records; it draws in processes forked from run.py, which has Optuna and scikit-learn
-(fANOVA's forests) loaded already.
+``draw_study_files`` writes a finished study's plots (optimization history, parameter
+importances, parallel coordinates, intermediate values: a PNG each, drawn with one shared style,
+``PLOT_STYLE``), its importances as a table (``param_importances.csv`` and ``.json``, the numbers of
+the PNG: experiments.importance) and ``trials.csv`` into a folder, which the tracking process then
+logs on the study's parent run. No interactive page: the PNGs work offline and in MLflow's artifact
+view; optuna-dashboard on the study's storage is the interactive view (README). run.py calls it as
+the trials end, while the tracking process still writes the last trials' records; it draws in
+processes forked from run.py, which has Optuna and scikit-learn (fANOVA's forests) loaded already.
 """
 
 from __future__ import annotations
 
 import contextlib
-import html
 import logging
 import math
 import multiprocessing
@@ -23,12 +24,19 @@ from pathlib import Path
 
 import optuna
 
+from .importance import CSV_NAME, JSON_NAME, plot_importances, study_importances
 from .storage import open_storage
 
 DRAW_TIMEOUT = 120.0  # seconds the study's plots may take before they are given up
 DRAW_ERROR = ".draw-error"  # the drawing process's one-line reason for failing, read back by the caller
 CHILD_ERROR = ".draw-error-child"  # the same, of the drawer's child (the slow PNGs)
 SLOW_PLOTS = ("parallel_coordinate", "intermediate_values", "pareto_front")  # drawn in a second process
+PLOT_DPI = 100
+PLOT_STYLE = {  # every study plot: readable fonts, room for the labels (saved with bbox_inches="tight")
+    "figure.figsize": (9.0, 5.5), "font.size": 11, "axes.titlesize": 13, "axes.labelsize": 11,
+    "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 10, "savefig.bbox": "tight",
+    "savefig.pad_inches": 0.15, "figure.dpi": PLOT_DPI,
+}
 
 
 # ---------------------------------------------------------------------------- a trial's curves
@@ -101,8 +109,8 @@ def nice_ticks(low: float, high: float, count: int, integer: bool = False) -> li
 
 # ---------------------------------------------------------------------------- a study's files
 def draw_study_files(study_name: str, storage: str, metrics: list[str], folder: str, plots: bool) -> str | None:
-    """``trials.csv`` and, when ``plots``, Optuna's study plots (``plots/``: a PNG each and the
-    interactive ``study.html``) of the finished study into ``folder``, drawn by a forked process and
+    """``trials.csv`` and, when ``plots``, the study's plots (``plots/``: a PNG each, and the importances
+    as ``param_importances.csv``/``.json``) of the finished study into ``folder``, drawn by a forked process and
     its child (the slowest half of the PNGs on the other core). Ctrl-C does not reach them; they are
     killed after ``DRAW_TIMEOUT`` seconds or when the caller is interrupted. Returns None when all was
     drawn, else why not (one line)."""
@@ -156,11 +164,10 @@ def _draw_files(study_name: str, storage: str, metrics: list[str], folder: str, 
     child_error = Path(folder, CHILD_ERROR)
     child = _forked(child_error, write_png_plots, study, plots, out, SLOW_PLOTS)
     failed = []
-    for draw, only in ((write_html_plots, None), (write_png_plots, [n for n in plots if n not in SLOW_PLOTS])):
-        try:
-            draw(study, plots, out, only)
-        except PlotError as err:  # the other plots are drawn all the same
-            failed.append(str(err))
+    try:
+        write_png_plots(study, plots, out, [n for n in plots if n not in SLOW_PLOTS])
+    except PlotError as err:  # the other plots are drawn all the same
+        failed.append(str(err))
     if child is not None:
         os.waitpid(child, 0)  # no timeout of its own: the caller ends the whole group after DRAW_TIMEOUT
     if child_error.exists():
@@ -190,43 +197,132 @@ class StudySnapshot(optuna.Study):
         return [t for t in self._snapshot if states is None or t.state in states]
 
 
-def study_plots(study, metrics: list[str]) -> dict[str, tuple[str, dict]]:
-    """{file stem: (optuna.visualization function name, its keyword arguments)} for ``study``:
-    optimization history, parameter importances, parallel coordinates, intermediate values
-    (and the Pareto front of a multi-objective study, whose other plots show ``metrics[0]``).
-    Importances: Optuna's default fANOVA with 16 trees instead of 64 (a quarter of the time),
-    computed once for the PNG and the HTML plot."""
+def study_plots(study, metrics: list[str]) -> dict[str, tuple]:
+    """{file stem: (how to draw it, its keyword arguments)} for ``study``: optimization history,
+    parameter importances, parallel coordinates, intermediate values (and the Pareto front of a
+    multi-objective study, whose other plots show ``metrics[0]``). "How" is the name of an
+    optuna.visualization.matplotlib function, or a function of ours (``study, **kwargs`` → figure).
+    Importances: :func:`experiments.importance.study_importances`, the numbers the report shows too,
+    drawn with their spread (and written as ``param_importances.csv``/``.json``)."""
     multi = len(study.directions) > 1
     target = {"target": (lambda t: t.values[0]), "target_name": metrics[0]} if multi else {}
+    name = metrics[0]
     plots = {
-        "optimization_history": ("plot_optimization_history", target),
-        "param_importances": ("plot_param_importances", {**target, "evaluator": _kept_fanova()}),
-        "parallel_coordinate": ("plot_parallel_coordinate", target),
-        "intermediate_values": ("plot_intermediate_values", {}),
+        "optimization_history": ("plot_optimization_history", {**target, "cost": _is_cost(name),
+                                                                "objective_name": name}),
+        "param_importances": (draw_importances, {}),
+        "parallel_coordinate": ("plot_parallel_coordinate", {**target, "objective_name": name}),
+        "intermediate_values": (plot_intermediate_values, {"metric": name}),
     }
     if multi:
         plots["pareto_front"] = ("plot_pareto_front", {"target_names": metrics})
     return plots
 
 
-def _kept_fanova():
-    """Optuna's fANOVA evaluator (16 trees, seeded) that computes the importances once."""
-    from optuna.importance import FanovaImportanceEvaluator
+def _is_cost(metric: str) -> bool:
+    """A metric drawn on a log axis: a cost (``val_cost``, ``train_cost``, ...), positive, spanning decades."""
+    return metric.endswith("cost")
 
-    class KeptFanova(FanovaImportanceEvaluator):
-        def evaluate(self, study, params=None, *, target=None) -> dict[str, float]:
-            if not hasattr(self, "_kept"):
-                self._kept = super().evaluate(study, params, target=target)
-            return self._kept
 
-    return KeptFanova(n_trees=16, seed=0)
+def draw_importances(study, folder: str | None = None):
+    """:func:`experiments.importance.study_importances` of ``study`` as a figure; with ``folder``, the
+    same numbers written there as ``param_importances.csv`` and ``param_importances.json``."""
+    importances = study_importances(study)
+    if folder is not None:
+        importances.frame().to_csv(os.path.join(folder, CSV_NAME), index=False)
+        Path(folder, JSON_NAME).write_text(importances.to_json())
+    if not importances.rows:
+        from matplotlib.figure import Figure
+        figure = Figure(figsize=(8, 2.5), layout="constrained")
+        ax = figure.add_subplot()
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"No importances: {importances.problem}.", ha="center", va="center")
+        return figure
+    return plot_importances(importances)
+
+
+def plot_intermediate_values(study, metric: str = "val_cost", clip: float = 30.0):
+    """Every trial's reported value per epoch (``metric`` of the epoch the trial would keep, what the
+    pruner compares), coloured by how the trial ended: pruned ones end with a ×, where the pruner
+    stopped them; the best trial is drawn thick. A cost is drawn on a log axis, and values more than
+    ``clip`` times the trials' median first value are drawn as ▲ on the axis' top edge, so that one
+    diverging trial does not squash the others. Returns the figure."""
+    import numpy as np
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    S = optuna.trial.TrialState
+    everything = study.get_trials(deepcopy=False)
+    trials = [t for t in everything if t.intermediate_values]
+    figure = Figure(layout="constrained")
+    ax = figure.add_subplot()
+    ax.set_title("Intermediate values: each trial's value per epoch")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{metric} (of the epoch kept so far)")
+    series = {t.number: sorted((s, v) for s, v in t.intermediate_values.items() if np.isfinite(v)) for t in trials}
+    values = np.array([v for points in series.values() for _, v in points])
+    if values.size == 0:
+        ax.text(0.5, 0.5, "No trial reported a value.", ha="center", va="center", transform=ax.transAxes)
+        return figure
+    log = _is_cost(metric) and bool((values > 0).all())
+    if log:
+        ax.set_yscale("log")
+        top = float(np.median([points[0][1] for points in series.values() if points])) * clip
+    else:
+        q1, q3 = np.percentile(values, [25, 75])
+        top = float(q3 + 3 * (q3 - q1)) if q3 > q1 else None
+    if top is not None and values.max() <= top:
+        top = None
+    single = len(study.directions) == 1
+    best = study.best_trial.number if single and any(t.state == S.COMPLETE for t in everything) else None
+    colors = {S.COMPLETE: "tab:blue", S.PRUNED: "tab:orange", S.FAIL: "tab:red", S.RUNNING: "tab:gray"}
+    clipped = 0
+    for t in trials:
+        points = series[t.number]
+        if not points:
+            continue
+        steps = np.array([s for s, _ in points], dtype=float)
+        ys = np.array([v for _, v in points])
+        over = ys > top if top is not None else np.zeros(len(ys), bool)
+        clipped += int(over.sum())
+        shown = np.where(over, top, ys)
+        color = colors.get(t.state, "tab:gray")
+        thick = t.number == best
+        ax.plot(steps, shown, color="tab:green" if thick else color, lw=2.8 if thick else 1.1,
+                alpha=1.0 if thick else 0.6, zorder=3 if thick else 2)
+        if over.any():
+            ax.plot(steps[over], shown[over], "^", color=color, ms=7, zorder=4)
+        if t.state == S.PRUNED:
+            ax.plot(steps[-1], shown[-1], "x", color="black", ms=7, mew=1.6, zorder=4)
+        elif t.state == S.FAIL:
+            ax.plot(steps[-1], shown[-1], "o", color="tab:red", ms=5, zorder=4)
+    if top is not None:
+        low = float(values.min() / 1.3) if log else float(values.min())
+        ax.set_ylim(low, top * (1.5 if log else 1.05))
+    counts = {state: sum(1 for t in everything if t.state == state) for state in colors}
+    unseen = sum(1 for t in everything if t.state == S.FAIL and not series.get(t.number))
+    handles = [Line2D([], [], color=colors[S.COMPLETE], label=f"complete ({counts[S.COMPLETE]})"),
+               Line2D([], [], color=colors[S.PRUNED], marker="x", mec="black",
+                      label=f"pruned ({counts[S.PRUNED]}): × where stopped"),
+               Line2D([], [], color=colors[S.FAIL], marker="o", label=f"failed ({counts[S.FAIL]}"
+                      + (f"; {unseen} without a finite value" if unseen else "") + ")")]
+    if best is not None:
+        handles.insert(0, Line2D([], [], color="tab:green", lw=2.8, label=f"best: trial {best}"))
+    if clipped:
+        handles.append(Line2D([], [], ls="", marker="^", color="tab:gray",
+                              label=f"{clipped} value{'s' if clipped > 1 else ''} above the axis\n"
+                                    f"(largest {values.max():.3g})"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    return figure
 
 
 def write_png_plots(study, plots: dict, folder: str, only=None) -> list[str]:
-    """``plots`` (see :func:`study_plots`; those named in ``only``, default all) as PNGs
-    (optuna.visualization.matplotlib, Agg; no browser); the files written. A plot that raises is left
-    out and named in the ``PlotError`` raised after the others are written. (Optuna draws a study
-    with no complete trial, or one, as an empty or partial plot: that is no error.)"""
+    """``plots`` (see :func:`study_plots`; those named in ``only``, default all) as PNGs in the shared
+    ``PLOT_STYLE`` (matplotlib Agg; no browser); the files written. A plot that raises is left out and
+    named in the ``PlotError`` raised after the others are written. (Optuna draws a study with no
+    complete trial, or one, as an empty or partial plot: that is no error.)"""
     import warnings
 
     import matplotlib
@@ -236,15 +332,20 @@ def write_png_plots(study, plots: dict, folder: str, only=None) -> list[str]:
 
     os.makedirs(folder, exist_ok=True)
     written, failed = [], []
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), matplotlib.rc_context(PLOT_STYLE):
         warnings.simplefilter("ignore")
         for name, (function, kwargs) in plots.items():
             if only is not None and name not in only:
                 continue
             with _failure_noted(failed, f"{name}.png"):
-                figure = _figure_of(getattr(vm, function)(study, **kwargs))
+                if function is draw_importances:
+                    figure = draw_importances(study, folder, **kwargs)
+                elif callable(function):
+                    figure = function(study, **kwargs)
+                else:
+                    figure = _optuna_figure(getattr(vm, function), study, kwargs)
                 try:
-                    figure.savefig(os.path.join(folder, f"{name}.png"), dpi=80)
+                    figure.savefig(os.path.join(folder, f"{name}.png"), dpi=PLOT_DPI, bbox_inches="tight")
                     written.append(f"{name}.png")
                 finally:
                     plt.close(figure)
@@ -253,30 +354,35 @@ def write_png_plots(study, plots: dict, folder: str, only=None) -> list[str]:
     return written
 
 
-def write_html_plots(study, plots: dict, folder: str, only=None) -> list[str]:
-    """``plots`` (see :func:`study_plots`; those named in ``only``, default all), interactive, in one
-    ``study.html`` (see :func:`plots_page`); the files written. Nothing when plotly is not installed.
-    A plot that raises is left out of the page and named in the ``PlotError`` raised after it is written."""
-    import warnings
+def _optuna_figure(function, study, kwargs: dict):
+    """An optuna.visualization.matplotlib plot made legible: our style over its ggplot one, a log axis
+    for a cost (``cost``), the parallel coordinates' axis names on two lines and spaced out."""
+    import matplotlib.pyplot as plt
 
-    try:
-        import optuna.visualization as vp
-        import plotly  # noqa: F401
-    except ImportError:
-        return []
-    os.makedirs(folder, exist_ok=True)
-    figures, failed = [], []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name, (function, kwargs) in plots.items():
-            if only is None or name in only:
-                with _failure_noted(failed, f"study.html's {name}"):
-                    figures.append(getattr(vp, function)(study, **kwargs))
-    if figures:
-        Path(folder, "study.html").write_text(plots_page(study.study_name, figures))
-    if failed:
-        raise PlotError("; ".join(failed))
-    return ["study.html"] if figures else []
+    kwargs = dict(kwargs)
+    cost = kwargs.pop("cost", False)
+    objective = kwargs.pop("objective_name", None)
+    kind = getattr(function, "__name__", "")
+    from unittest import mock
+
+    with mock.patch.object(plt.style, "use", lambda *args, **kwargs: None):  # Optuna's ggplot: our style instead
+        figure = _figure_of(function(study, **kwargs))
+    axes = figure.axes
+    if kind == "plot_optimization_history" and cost and axes:
+        values = [v for t in study.get_trials(deepcopy=False) for v in (t.values or [])]
+        if values and min(values) > 0:
+            axes[0].set_yscale("log")
+        if objective:
+            axes[0].set_ylabel(objective)
+    if kind == "plot_parallel_coordinate" and axes:
+        ax = axes[0]
+        names = [label.get_text() for label in ax.get_xticklabels()]
+        names = [objective if (objective and n == "Objective Value") else n for n in names]
+        ax.set_xticks(ax.get_xticks(), [n.replace(".", ".\n", 1) for n in names], rotation=0, ha="center")
+        figure.set_size_inches(max(9.0, 2.0 * len(names) + 2), 6.0)
+        if objective and len(axes) > 1:
+            axes[1].set_ylabel(objective)  # the colour bar
+    return figure
 
 
 @contextlib.contextmanager
@@ -286,19 +392,6 @@ def _failure_noted(failed: list[str], what: str):
         yield
     except Exception as err:
         failed.append(f"{what} ({_one_line(err)[:200]})")
-
-
-def plots_page(title: str, figures: list) -> str:
-    """One HTML page with plotly ``figures``; plotly.js comes from the plotly CDN when the page opens.
-
-    Why not embedded: plotly.js is 4.8 MB, and the MLflow UI's artifact view shows such a page
-    blank (measured with MLflow 3.17); with the CDN the page is ~100 kB and renders in the UI.
-    Offline, the PNGs beside it hold the same plots.
-    """
-    parts = [f.to_html(full_html=False, include_plotlyjs="cdn" if i == 0 else False, default_height="520px")
-             for i, f in enumerate(figures)]  # a fixed height: "100%" is 0 px in the artifact view's frame
-    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}: Optuna plots</title>"
-            "</head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
 
 
 def _forked(error: Path, function, *args) -> int | None:

@@ -55,23 +55,44 @@ def test_weight_mosaic_tiles_units_with_nan_gaps_and_masked_pixels():
     assert np.isnan(mosaic[2]).all() and np.isnan(mosaic[:, 2]).all() and np.isnan(mosaic[3:, 6:]).all()
 
 
-def _layer_table(probe_trained, probe_initial, sel_trained, sel_initial):
-    return pd.DataFrame({"layer": ["input", "hidden 1", "hidden 2", "output"], "units": [64, 64, 32, 10],
-                         "probe_trained": probe_trained, "probe_initial": probe_initial,
-                         "selectivity_trained": sel_trained, "selectivity_initial": sel_initial,
-                         "weight_change": [np.nan, 0.5, 0.5, 0.5]})
+def _per_run(probe_trained, probe_initial, sel_trained, sel_initial, n_seeds=10, rng=0):
+    """layer_stats-like rows over ``n_seeds`` seeds: the given means per layer (input, hidden 1,
+    hidden 2, output) plus a little noise; the input's probe is the same for every seed."""
+    rng = np.random.default_rng(rng)
+    rows = []
+    for seed in range(n_seeds):
+        for state, probes, sels in (("trained", probe_trained, sel_trained), ("initial", probe_initial, sel_initial)):
+            for i, (layer, units) in enumerate(zip(["input", "hidden 1", "hidden 2", "output"], [64, 64, 32, 10])):
+                noise = 0.0 if layer == "input" else rng.normal(0, 0.005)
+                rows.append({"layer": layer, "units": units, "state": state, "probe": probes[i] + noise,
+                             "selectivity": sels[i] + (rng.normal(0, 0.01) if i else 0.0), "dead": 0.0,
+                             "weight_change": np.nan if i == 0 else 0.5, "train.seed": seed})
+    return pd.DataFrame(rows)
+
+
+def _verdict(*means):
+    per_run = _per_run(*means)
+    return H.verdict(H.layer_table(per_run), None, H.judge(per_run))
 
 
 def test_hidden_layers_verdict_follows_probes_and_selectivity():
-    holds = _layer_table([0.9, 0.95, 0.97, 0.97], [0.9, 0.9, 0.8, 0.5], [np.nan, 0.4, 0.6, 0.9],
-                         [np.nan, 0.3, 0.3, 0.3])
-    assert H.verdict(holds).startswith("**The claim holds here:**")
-    flat = _layer_table([0.9, 0.95, 0.97, 0.97], [0.9, 0.9, 0.8, 0.5], [np.nan, 0.6, 0.5, 0.9],
-                        [np.nan, 0.3, 0.3, 0.3])
-    assert H.verdict(flat).startswith("**The claim holds only in part:**")
-    random_like = _layer_table([0.9, 0.9, 0.8, 0.5], [0.9, 0.9, 0.8, 0.5], [np.nan, 0.3, 0.3, 0.3],
-                               [np.nan, 0.3, 0.3, 0.3])
-    assert H.verdict(random_like).startswith("**The claim does not hold here:**")
+    holds = _verdict([0.9, 0.95, 0.97, 0.97], [0.9, 0.9, 0.8, 0.5], [np.nan, 0.4, 0.6, 0.9], [np.nan, 0.3, 0.3, 0.3])
+    assert holds.startswith("**The claim holds here:**") and "over 10 seeds" in holds
+    flat = _verdict([0.9, 0.95, 0.97, 0.97], [0.9, 0.9, 0.8, 0.5], [np.nan, 0.6, 0.5, 0.9], [np.nan, 0.3, 0.3, 0.3])
+    assert flat.startswith("**The claim holds only in part:**") and "hidden 2 − hidden 1: does not hold" in flat
+    random_like = _verdict([0.9, 0.9, 0.8, 0.5], [0.9, 0.9, 0.8, 0.5], [np.nan, 0.3, 0.3, 0.3],
+                           [np.nan, 0.3, 0.3, 0.3])
+    assert random_like.startswith("**The claim does not hold here:**")
+    assert "probe accuracy trained − random no detectable difference at this sample size" in random_like
+
+
+def test_hidden_layers_tests_pair_by_seed_and_holm_correct():
+    tests = H.judge(_per_run([0.9, 0.95, 0.97, 0.97], [0.9, 0.9, 0.8, 0.5], [np.nan, 0.4, 0.6, 0.9],
+                             [np.nan, 0.3, 0.3, 0.3]))
+    assert list(tests["probe"]) == ["hidden 1", "hidden 2", "output"]
+    assert tests["probe"]["output"].estimate == pytest.approx(0.47, abs=0.01) and tests["probe"]["output"].n_seeds == 10
+    assert all(v.correction == "Holm" for v in tests["probe"].values())
+    assert tests["deeper"].estimate == pytest.approx(0.2, abs=0.02) and tests["deeper"].verdict == "holds"
 
 
 # ---------------------------------------------------------------------------- local_minima
@@ -138,3 +159,28 @@ def test_local_minima_verdict_follows_basins_and_depths(minima):
     assert text.startswith("**The claim holds only in part:**") and "one per initial weights" in text
     worse = _runs([0, 0, 1, 1], [0.01, 0.011, 0.05, 0.05], [1.0, 1.0, 0.95, 0.95])
     assert L.verdict(worse, table).startswith("**The claim holds here:**")
+
+
+def test_barriers_to_other_initial_weights_are_compared_with_those_between_orders_paired_by_seed():
+    rng = np.random.default_rng(0)
+    runs = pd.DataFrame({L.SEED: np.repeat(np.arange(10), 2), L.ORDER: np.tile([0, 1], 10)})
+    rows = []
+    for i in range(len(runs)):
+        for j in range(i + 1, len(runs)):
+            same = runs[L.SEED][i] == runs[L.SEED][j]
+            rows.append({"a": i, "b": j, "kind": L.SAME if same else L.OTHER,
+                         "barrier": (0.001 if same else 0.3) + rng.normal(0, 0.0005 if same else 0.05),
+                         "error_barrier": np.nan})
+    pairs = pd.DataFrame(rows)
+    wide = L.per_seed_barriers(pairs, runs)
+    assert list(wide.index) == list(range(10)) and wide["same"].lt(0.01).all() and wide["other"].gt(0.2).all()
+    tests = L.judge(pairs, runs)
+    assert set(tests) == {"barrier"} and tests["barrier"].verdict == "holds" and tests["barrier"].n_seeds == 10
+    assert tests["barrier"].estimate == pytest.approx(0.3, abs=0.03)
+    assert "barrier: holds: mean difference" in L.verdict(runs.assign(basin=runs[L.SEED], train_cost=0.01,
+                                                                      val_cost=0.1, train_accuracy=1.0,
+                                                                      sharpness=0.3),
+                                                          L.pair_table(pairs.assign(same_basin=False, distance=1.0,
+                                                                                    distance_at_init=1.0,
+                                                                                    d_train_cost=0.0,
+                                                                                    d_val_cost=0.0)), tests)

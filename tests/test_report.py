@@ -41,6 +41,12 @@ class _Images(html.parser.HTMLParser):
     def handle_endtag(self, tag):
         self._in_heading = False
 
+    @classmethod
+    def of(cls, page: str) -> "_Images":
+        parsed = cls()
+        parsed.feed(page)
+        return parsed
+
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
@@ -87,6 +93,116 @@ def test_the_report_and_its_seeds_are_in_mlflow(study, made):
     assert FIGURES <= figures
     seeds = client.search_runs([record.experiment_id], f"tags.kind = '{SEED_KIND}'")
     assert {r.data.tags["seed"] for r in seeds} >= {"1"} and len(seeds) >= 2
+
+
+def test_the_report_shows_the_importances_of_the_parent_runs_artifact(study, made, tmp_path):
+    """One study, one set of importances: the parent run's plots/param_importances.csv (drawn as the
+    sweep ended) and the report's table hold the same numbers, and the page says how uncertain they are."""
+    _, path = made
+    record = find_study(STUDY, study.tracking_uri)
+    client = MlflowClient(study.tracking_uri)
+    artifact = pd.read_csv(client.download_artifacts(record.parent_run_id, "plots/param_importances.csv",
+                                                     str(tmp_path)))
+    shown = pd.read_csv(path.parent / "param_importances.csv")
+    assert len(artifact) == len(record.searched) and artifact["fanova"].notna().all()
+    pd.testing.assert_frame_equal(shown, artifact, rtol=1e-12)
+    page = path.read_text()
+    section = page[page.index("<h2>Parameter importances</h2>"):]
+    section = section[:section.index("<h2>", 5)]
+    for row in artifact.itertuples():
+        assert f"<td>{report._fmt(row.fanova)}</td>" in section, row.param  # as the table prints it
+    assert "fANOVA forests differ by up to" in section and "href='param_importances.csv'" in section
+
+
+class _Table(html.parser.HTMLParser):
+    """The cells of the first table fed, as text: ``header`` and ``rows``."""
+
+    def __init__(self):
+        super().__init__()
+        self.header, self.rows, self._cell, self._done = [], [], None, False
+
+    def handle_starttag(self, tag, attrs):
+        if not self._done and tag == "tr":
+            self.rows.append([])
+        elif not self._done and tag in ("th", "td"):
+            self._cell = ""
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+    def handle_endtag(self, tag):
+        if tag in ("th", "td") and self._cell is not None and not self._done:
+            self.rows[-1].append(self._cell.strip())
+            self._cell = None
+        elif tag == "table":
+            self._done = True
+
+
+def _table_after(page: str, heading: str) -> pd.DataFrame:
+    """The first table after ``heading`` on the page, as text cells."""
+    parsed = _Table()
+    parsed.feed(page[page.index(heading):])
+    return pd.DataFrame(parsed.rows[1:], columns=parsed.rows[0])
+
+
+def test_the_page_fits_a_laptop_and_says_what_blank_cells_mean(study, made):
+    _, path = made
+    page = path.read_text()
+    record = find_study(STUDY, study.tracking_uri)
+    best = _table_after(page, "<h2>Best trials</h2>")
+    assert list(best.columns) == ["trial", "value", *record.searched]  # the searched columns and the objective
+    rest = pd.read_csv(path.parent / "best_trials.csv")
+    assert {"test_cost", "epochs_run", "run_id", *record.searched} <= set(rest.columns)
+    assert len(rest) == (load_trials(record)["state"] == "COMPLETE").sum() and "href='best_trials.csv'" in page
+    for heading in ("<h2>Convergence</h2>", "<h3>By optimizer</h3>"):
+        km = _table_after(page, heading)["km_median"]
+        assert (km != "").all() and all(v == report.KM_UNDEFINED or float(v) >= 1 for v in km), (heading, list(km))
+    for source in _Images.of(page).sources:  # each figure opens full size on a click
+        assert f"<a href='{source}' target='_blank'" in page, source
+    assert "figure img{width:900px;max-width:100%" in page
+    assert "★: the trained weights θ*, at α = β = 0" in page
+
+
+def test_the_landscape_caption_says_where_the_lowest_point_is():
+    grid = [-1.0, 0.0, 1.0]
+    flat = pd.DataFrame([(a, b, 1.0 + a * a + b * b) for a in grid for b in grid], columns=["alpha", "beta", "loss"])
+    assert report.landscape_caption(flat).endswith("It is the lowest point of the grid.")
+    sloped = flat.assign(loss=flat["loss"] - 1.5 * flat["beta"])  # a gradient along β at θ*
+    words = report.landscape_caption(sloped)
+    assert "lowest grid point is at α = 0, β = 1 (loss 0.5, against 1 at θ*)" in words and "not zero" in words
+
+
+def test_a_km_median_left_undefined_is_said_in_place():
+    table = pd.DataFrame({"optimizer": ["a", "b"], "km_median": [3.0, np.nan]})
+    assert list(report._km_explained(table)["km_median"]) == ["3", report.KM_UNDEFINED]
+
+
+def test_the_seed_section_shows_barriers_before_and_after_alignment(made):
+    _, path = made
+    page = path.read_text()
+    section = page[page.index("<h3>Barriers between the minima</h3>"):page.index("<h2>Loss landscape")]
+    for column in ("mean_aligned", "max_aligned", "lower_aligned", "n_basins_aligned", "basins_aligned",
+                   "members_aligned"):
+        assert f"<th>{column}</th>" in section, column
+    assert "weight matching" in section and "after aligning each pair by weight matching (right)" in section
+    assert section.count("<img src='figures/barriers_") == page.count("<img src='figures/barriers_") >= 1
+
+
+def test_barrier_summary_and_the_two_heat_maps():
+    labels = ["a", "b", "c"]
+    plain = pd.DataFrame([[0, 0.4, 0.2], [0.4, 0, 0.1], [0.2, 0.1, 0]], index=labels, columns=labels)
+    aligned = pd.DataFrame([[0, 0.1, 0.3], [0.1, 0, 0.0], [0.3, 0.0, 0]], index=labels, columns=labels)
+    comparison = report.SeedComparison(pd.DataFrame(), {"g": plain}, pd.DataFrame(), pd.DataFrame(), 0.01,
+                                       {"g": aligned})
+    row = report.barrier_summary(comparison).iloc[0]
+    assert row["group"] == "g" and row["n_pairs"] == 3
+    assert row["mean"] == pytest.approx(0.7 / 3) and row["mean_aligned"] == pytest.approx(0.4 / 3)
+    assert (row["max"], row["max_aligned"]) == (0.4, 0.3) and row["lower_aligned"] == pytest.approx(2 / 3)
+    figure = report.plot_barrier_heatmaps(plain, aligned, "g")
+    left, right = figure.axes[:2]  # then their colour bars
+    assert left.get_title() == "g: straight line" and right.get_title() == "g: after weight matching"
+    assert left.images[0].get_clim() == right.images[0].get_clim() == (0.0, 0.4)  # one scale
 
 
 def test_an_unknown_study_is_an_error_naming_the_known_ones(study, capsys, monkeypatch):

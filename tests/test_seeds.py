@@ -108,6 +108,62 @@ def test_spread_barriers_and_basins(retrained):
     # a tolerance above every barrier joins everything; below every positive one splits all that differ
     loose = compare_seeds(retrained, tol=np.inf)
     assert loose.basins["one_basin"].all() and (loose.group_basins["n_basins"] == 1).all()
+    assert loose.basins["one_basin_aligned"].all() and (loose.group_basins["n_basins_aligned"] == 1).all()
+
+
+def test_barriers_and_basins_modulo_permutation(retrained):
+    """Of each pair the later minimum is aligned to the earlier: a barrier matrix and basins both ways."""
+    comparison = compare_seeds(retrained)
+    assert set(comparison.aligned_barriers) == set(comparison.barriers)
+    plain, aligned = [], []
+    for group, matrix in comparison.barriers.items():
+        after = comparison.aligned_barriers[group]
+        assert list(after.index) == list(matrix.index) == list(after.columns)
+        values = after.to_numpy()
+        assert np.array_equal(values, values.T) and np.all(np.diag(values) == 0) and np.all(values >= -1e-6)
+        labels = list(matrix.index)
+        pairs = comparison.permutations[group]
+        assert list(pairs) == [(a, b) for i, a in enumerate(labels) for b in labels[i + 1:]]
+        width = retrained.nets[group].sizes[1]
+        assert all(len(perms) == 1 and sorted(perms[0]) == list(range(width)) for perms in pairs.values())
+        upper = np.triu_indices(len(labels), 1)
+        plain += list(matrix.to_numpy()[upper])
+        aligned += list(values[upper])
+    # minima from different seeds: aligning them lowers the barrier on average
+    assert np.mean(aligned) < np.mean(plain)
+    for row in comparison.basins.itertuples():
+        matrix = comparison.aligned_barriers[row.group].loc[list(row.basins), list(row.basins)].to_numpy()
+        assert row.max_barrier_aligned == matrix.max() and row.one_basin_aligned == (row.n_basins_aligned == 1)
+        assert list(row.basins_aligned) == list(row.basins)
+    for row in comparison.group_basins.itertuples():
+        assert sorted(sum(row.members_aligned, [])) == sorted(sum(row.members, []))
+
+
+def test_a_copy_and_a_shuffled_copy_of_a_minimum_are_one_basin_modulo_permutation(retrained):
+    """The same minimum twice (a same-seed pair): no barrier either way. Its hidden units shuffled: a
+    barrier on the straight line, none after alignment, one basin modulo permutation."""
+    from analysis.alignment import permute
+
+    first = retrained.runs.iloc[0]
+    net = retrained.nets[first["group"]].copy()
+    net.params[...] = retrained.finals[first["label"]]
+    shuffled = permute(net, [np.random.default_rng(0).permutation(w) for w in net.sizes[1:-1]])
+    extra = pd.DataFrame([first] * 2).assign(trial=[100, 101], label=[f"{first['label']}/again",
+                                                                      f"{first['label']}/shuffled"])
+    curves = retrained.curves.loc[retrained.curves["trial"] == first["trial"]]
+    runs = seeds.SeedRuns(pd.concat([retrained.runs, extra], ignore_index=True),
+                          pd.concat([retrained.curves, curves.assign(trial=100), curves.assign(trial=101)]),
+                          {**retrained.finals, extra["label"].iloc[0]: net.params.copy(),
+                           extra["label"].iloc[1]: shuffled.params.copy()},
+                          retrained.initials, retrained.nets, retrained.data)
+    comparison = compare_seeds(runs)
+    label, again, moved = first["label"], *extra["label"]
+    plain, aligned = comparison.barriers[first["group"]], comparison.aligned_barriers[first["group"]]
+    assert plain.loc[label, again] == 0 and abs(aligned.loc[label, again]) < 1e-6
+    assert plain.loc[label, moved] > comparison.tol and abs(aligned.loc[label, moved]) < 1e-6
+    row = comparison.basins.set_index("config").loc[first["config"]]
+    assert row["basins"][label] == row["basins"][again] != row["basins"][moved]
+    assert row["basins_aligned"][label] == row["basins_aligned"][again] == row["basins_aligned"][moved]
 
 
 def test_a_study_without_complete_trials_cannot_be_retrained(record):

@@ -42,6 +42,7 @@ QUICK = ["experiment=quick"]  # study "moons-quick": 4 searched keys, 3-5 epochs
 WILD = ['sweep.params={optimizer: sgd, optimizer.lr: "tag(log, interval(1e-2, 1e4))"}', "sweep.sampler.name=random",
         "sweep.sampler.seed=3", "sweep.n_trials=8", "sweep.max_failures=8"]
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+OUTCOME = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed"}  # the tag, and the run name's suffix
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -70,19 +71,29 @@ def check_study_record(client, study: optuna.Study, tmp: Path) -> dict:
     assert int(tags["trials.complete"]) + int(tags["trials.pruned"]) + int(tags["trials.failed"]) == len(study.trials)
     best = study.best_trial
     assert f"Best: trial {best.number}" in tags["mlflow.note.content"]  # the description names the winner
+    link = f"[`trial-{best.number:04d}`](#/experiments/{parent.info.experiment_id}/runs/{tags['best.run_id']})"
+    assert link in tags["mlflow.note.content"]  # ... and links to its run (the UI's relative address)
     assert tags["best.trial_number"] == str(best.number)
     assert tags["best.optimizer.lr"] == str(best.params["optimizer.lr"])
     assert parent.data.metrics["best.val_cost"] == pytest.approx(best.value)
     assert "best.test_cost" in parent.data.metrics
+    experiment = client.get_experiment(parent.info.experiment_id)  # described in the experiments list
+    assert {k: experiment.tags.get(k) for k in ("study", "data", "objective")} == {
+        "study": study.study_name, "data": "moons", "objective": "minimize val_cost"}
+    assert "Optuna study **moons-quick** on the data set `moons`" in experiment.tags["mlflow.note.content"]
     parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert "trials.csv" in parent_files
-    assert {"plots/optimization_history.png", "plots/parallel_coordinate.png",
-            "plots/intermediate_values.png"} <= plots
+    assert {"plots/optimization_history.png", "plots/parallel_coordinate.png", "plots/intermediate_values.png",
+            "plots/param_importances.png", "plots/param_importances.csv", "plots/param_importances.json"} <= plots
     assert sorted(children) == [t.number for t in study.trials]
     for trial in study.trials:
         run = children[trial.number]
-        assert run.info.run_name == f"trial-{trial.number:04d}"
+        outcome = OUTCOME[trial.state.name]
+        assert run.info.run_name == f"trial-{trial.number:04d}" + ("" if outcome == "complete" else f"-{outcome}")
+        assert run.data.tags["outcome"] == outcome
+        assert (run.data.tags.get("best") == "true") == (trial.number == best.number), trial.number
+        assert (run.info.run_id == tags["best.run_id"]) == (trial.number == best.number)
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.tags["optuna.trial_state"] == trial.state.name
         assert run.info.status == STATUS[trial.state.name], (trial.number, trial.state, run.info.status)
@@ -183,7 +194,6 @@ def test_the_study_files_say_why_they_were_not_drawn_in_one_line(tmp_path):
 
 
 def test_a_plot_that_raises_is_named_and_the_others_are_drawn(tmp_path, monkeypatch):
-    import optuna.visualization as vp
     import optuna.visualization.matplotlib as vm
 
     from experiments.plots import draw_study_files
@@ -196,16 +206,16 @@ def test_a_plot_that_raises_is_named_and_the_others_are_drawn(tmp_path, monkeypa
         raise ValueError("boom\nsecond line")
 
     monkeypatch.setattr(vm, "plot_parallel_coordinate", boom)  # drawn by the drawer's child
-    monkeypatch.setattr(vp, "plot_optimization_history", boom)  # the HTML page, by the drawer itself
+    monkeypatch.setattr(vm, "plot_optimization_history", boom)  # drawn by the drawer itself
     folder = tmp_path / "files"
     folder.mkdir()
     reason = draw_study_files("s", journal, ["val_cost"], str(folder), plots=True)
     assert reason is not None and "\n" not in reason and reason.startswith("not drawn: ")
     assert "parallel_coordinate.png (ValueError: boom)" in reason
-    assert "study.html's optimization_history (ValueError: boom)" in reason
+    assert "optimization_history.png (ValueError: boom)" in reason
     assert sorted(p.name for p in folder.iterdir()) == ["plots", "trials.csv"]  # no error file left behind
-    assert sorted(p.name for p in (folder / "plots").iterdir()) == [
-        "intermediate_values.png", "optimization_history.png", "param_importances.png", "study.html"]
+    assert sorted(p.name for p in (folder / "plots").iterdir()) == [  # no study.html: nothing needs a network
+        "intermediate_values.png", "param_importances.csv", "param_importances.json", "param_importances.png"]
 
 
 def test_passwords_in_urls_never_reach_mlflow():
@@ -238,13 +248,16 @@ def test_a_sqlite_sweep_records_the_study_and_a_resume_reuses_its_parent(tmp_pat
     assert "next: mlflow ui --backend-store-uri sqlite:///mlflow.db   |   python -m analysis.report\n" in proc.stdout
     from mlflow.tracking import MlflowClient
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    check_study_record(client, load(tmp_path), tmp_path)
+    study = load(tmp_path)
+    children = check_study_record(client, study, tmp_path)
     parent, _ = study_runs(client)
+    other = next(n for n in children if n != study.best_trial.number)
+    client.set_tag(children[other].info.run_id, "best", "true")  # as if trial `other` had been the best before
 
     proc = run_py(tmp_path, *QUICK, "sweep.n_trials=4")  # resume: one more trial, same parent run
     assert proc.returncode == 0, explain(proc)
     study = load(tmp_path)
-    children = check_study_record(client, study, tmp_path)
+    children = check_study_record(client, study, tmp_path)  # `best=true` on the best trial's run alone again
     again, _ = study_runs(client)
     assert again.info.run_id == parent.info.run_id and len(children) == 4
     assert again.data.tags["changed.sweep.n_trials"] == "4"
@@ -305,6 +318,7 @@ def test_ctrl_c_leaves_no_run_running(tmp_path):
     assert parent.info.status == "KILLED"
     assert children[0].info.status == "KILLED"
     assert children[0].data.tags["fail_reason"] == sweep.INTERRUPTED
+    assert children[0].info.run_name == "trial-0000-interrupted" and children[0].data.tags["outcome"] == "interrupted"
     assert load(tmp_path).trials[0].user_attrs["fail_reason"] == sweep.INTERRUPTED
 
 
@@ -335,3 +349,5 @@ def test_an_mlflow_server_records_complete_pruned_and_diverged_trials(tmp_path, 
     run = children[pruned[0]]
     assert run.info.status == "KILLED" and run.data.tags["pruned"] == "true"
     assert run.data.tags["prune_reason"].startswith("pruned at epoch")
+    assert run.data.tags["mlflow.note.content"].startswith("Pruned: pruned at epoch")
+    assert run.info.run_name.endswith("-pruned") and children[diverged[0]].info.run_name.endswith("-failed")

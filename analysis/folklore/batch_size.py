@@ -8,7 +8,20 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..gradient_noise import minibatch_gradient_variance, per_sample_variance, sampling_factor
-from .common import Findings, FindingsError, StudyData, edge_rates, summarise_runs, tuned
+from ..stats import DOES_NOT_HOLD, HOLDS, trend
+from .common import (
+    SEED,
+    Findings,
+    FindingsError,
+    StudyData,
+    edge_rates,
+    seconds_at,
+    seed_range,
+    split_seeds,
+    steps_to_reach,
+    summarise_runs,
+    tuned,
+)
 
 CLAIM = "Small batches are faster, with higher variance; large ones are slow, with less variance."
 BY = ["train.batch_size"]
@@ -23,7 +36,10 @@ def findings(study: StudyData) -> Findings:
     """One row per batch size of the grid (runs or not): its tuned runs' speed and cost, and the
     measured gradient variance relative to one sample's beside the theory."""
     tau = float(study.cfg.findings.threshold)
-    chosen = tuned(study.trials, BY)
+    tune_seeds, held_out = split_seeds(study.trials[SEED])
+    rates = tuned(study.trials.loc[study.trials[SEED].isin(tune_seeds)], BY)[[*BY, "optimizer.lr"]].drop_duplicates()
+    chosen = study.trials.loc[study.trials[SEED].isin(held_out)].merge(rates, on=[*BY, "optimizer.lr"])
+    chosen = chosen.loc[chosen["state"] == "COMPLETE"].reset_index(drop=True)
     if chosen.empty:
         raise FindingsError("no batch size has a complete run with a finite cost: nothing to compare")
     best = chosen.loc[chosen["val_cost"].idxmin()]
@@ -43,8 +59,40 @@ def findings(study: StudyData) -> Findings:
                "val_cost_epochs": progress_figure(progress_frame, "epoch", n, "epoch", logx=False),
                "val_cost_seconds": progress_figure(progress_frame, "seconds", n, "seconds (cumulative wall time)")}
     edges = [int(b) for b in edge_rates(study.trials, chosen, BY[0])]
-    return Findings("batch_size", CLAIM, verdict(table, noise, edges, tau, common),
-                    table.drop(columns=BY), figures, notes=notes(study, best, noise, n, tau, common))
+    level = tau if bool(table.loc[table["runs"] > 0, "val_epochs_to_tau"].notna().all()) else common
+    per_run = run_speeds(study.curves, chosen, level, n)
+    parts = judge(per_run)
+    means = per_run.groupby(BY)[["steps_to_level", "samples_to_level", "seconds_to_level"]].mean().reset_index()
+    table = table.merge(means, on=BY, how="left")
+    return Findings("batch_size", CLAIM, verdict(table, noise, edges, tau, common, parts, (tune_seeds, held_out)),
+                    table.drop(columns=BY), figures,
+                    notes=notes(study, best, noise, n, tau, common, (tune_seeds, held_out), level))
+
+
+def run_speeds(curves: pd.DataFrame, chosen: pd.DataFrame, level: float, n: int) -> pd.DataFrame:
+    """Per run of ``chosen``: the (interpolated) epoch its validation cost reached ``level`` as
+    ``steps_to_level`` (× ceil(n/B)), ``samples_to_level`` (× n) and ``seconds_to_level`` (cumulative
+    epoch time, the last epoch in proportion); a run that never got there counts at its whole budget
+    (a lower bound). Also the final ``val_cost``, ``train.seed`` and ``train.batch_size``."""
+    found = steps_to_reach(curves, chosen, level, n, metric="val_cost")
+    budget = np.where(found["reached"].fillna(False).to_numpy(bool), found["epoch"], found["last_epoch"])
+    seconds = seconds_at(curves, pd.DataFrame({"trial": found["trial"], "epoch": budget}))
+    out = chosen[["trial", SEED, *BY, "val_cost"]].merge(found[["trial", "reached", "steps_or_budget",
+                                                              "samples_or_budget"]], on="trial")
+    return out.assign(seconds_to_level=out["trial"].map(dict(zip(found["trial"], seconds)))).rename(
+        columns={"steps_or_budget": "steps_to_level", "samples_or_budget": "samples_to_level"})
+
+
+def judge(per_run: pd.DataFrame) -> dict:
+    """Trends over B (Spearman over the runs; Page over the seeds when complete; analysis.stats.trend):
+    ``samples`` and ``seconds`` to the level (claim: rising with B, i.e. small batches faster),
+    ``steps`` (claim: rising with B, the folklore read per update) and ``spread``, the absolute deviation
+    of each run's final val_cost from its batch size's median (claim: falling with B, Brown–Forsythe)."""
+    spread = per_run.assign(spread=(per_run["val_cost"] - per_run.groupby(BY)["val_cost"].transform("median")).abs())
+    return {"samples": trend(per_run, BY[0], "samples_to_level", "increasing", SEED),
+            "seconds": trend(per_run, BY[0], "seconds_to_level", "increasing", SEED),
+            "steps": trend(per_run, BY[0], "steps_to_level", "increasing", SEED),
+            "spread": trend(spread, BY[0], "spread", "decreasing", SEED)}
 
 
 def common_level(chosen: pd.DataFrame) -> float:
@@ -155,7 +203,8 @@ def rank_correlation(x, y) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-def verdict(table: pd.DataFrame, noise: pd.DataFrame, edges: list, tau: float, common: float) -> str:
+def verdict(table: pd.DataFrame, noise: pd.DataFrame, edges: list, tau: float, common: float, parts: dict,
+            seeds=((), ())) -> str:
     """Each half of the claim: are small batches faster per epoch and per second, and does the
     gradient variance (and the spread of the final cost over seeds) fall as B grows? ``table``: one row
     per batch size with ``train.batch_size``, its label ``batch_size``, ``RUN_COLUMNS`` and
@@ -165,40 +214,41 @@ def verdict(table: pd.DataFrame, noise: pd.DataFrame, edges: list, tau: float, c
     if len(ran) < 2:
         return "Too few batch sizes have complete runs to compare them."
     at_tau = bool(ran["val_epochs_to_tau"].notna().all())
-    epochs = ran["val_epochs_to_tau" if at_tau else "val_epochs_to_common"].fillna(np.inf)
-    seconds = ran["val_seconds_to_tau" if at_tau else "val_seconds_to_common"].where(np.isfinite(epochs), np.inf)
-    seconds = seconds.fillna(np.inf)
-    per_epoch = rank_correlation(ran["train.batch_size"], epochs)
-    per_second = rank_correlation(ran["train.batch_size"], seconds)
     falls = _falls(noise)
-    checks = [per_epoch >= TREND, per_second >= TREND, falls]
-    if all(checks):
+    checks = [parts["samples"].verdict, parts["seconds"].verdict, HOLDS if falls else DOES_NOT_HOLD]
+    if all(c == HOLDS for c in checks):
         head = "**The claim holds here:**"
-    elif any(checks):
+    elif HOLDS in checks:
         head = "**The claim holds only in part:**"
-    else:
+    elif DOES_NOT_HOLD in checks:
         head = "**The claim does not hold here:**"
+    else:
+        head = "**No detectable difference at this sample size:**"
     level = (f"to reach val_cost ≤ τ = {tau:g}" if at_tau else
              f"τ = {tau:g} was reached in half the runs by {int(ran['val_epochs_to_tau'].notna().sum())} of "
              f"{len(ran)} batch sizes, so speed is taken to val_cost ≤ {common:.3g}, the level every batch size "
              "reached in half its runs: to get there")
-    parts = [_speed(ran, epochs, seconds, per_epoch, per_second, level), _noise(table, noise, falls), _spread(ran)]
+    tune, held = seeds
+    text = [_speed(ran, parts, level, tune, held), _noise(table, noise, falls), _spread(ran, parts["spread"])]
     if edges:
-        parts.append(f"caveat: the tuned rate of B = {', '.join(map(str, edges))} is at the edge of the grid, "
-                     "so a rate outside it might change that batch size's numbers")
-    return head + " " + "; ".join(parts) + "."
+        text.append(f"caveat: the tuned rate of B = {', '.join(map(str, edges))} is at the edge of the grid, "
+                    "so a rate outside it might change that batch size's numbers")
+    return head + " " + "; ".join(text) + "."
 
 
-def _speed(ran, epochs, seconds, per_epoch: float, per_second: float, level: str) -> str:
+def _speed(ran, parts: dict, level: str, tune, held) -> str:
     sizes = ran["batch_size"]
     slow, fast = ran["s_per_epoch"].idxmax(), ran["s_per_epoch"].idxmin()
-    return (f"{level}, smaller batches need {_direction(per_epoch)} epochs (rank correlation of B with the epochs "
-            f"{per_epoch:+.2f}; fewest at B = {sizes[epochs.idxmin()]}: "
-            + ", ".join(f"B = {b} {_amount(e, '{:.0f}')}" for b, e in zip(sizes, epochs))
-            + f") and {_direction(per_second)} seconds ({per_second:+.2f}; fewest at B = {sizes[seconds.idxmin()]}: "
-            + ", ".join(f"B = {b} {_amount(v, '{:.2g} s')}" for b, v in zip(sizes, seconds))
-            + f"); an epoch takes {ran.loc[slow, 's_per_epoch']:.2g} s at B = {ran.loc[slow, 'batch_size']} "
-            f"and {ran.loc[fast, 's_per_epoch']:.2g} s at B = {ran.loc[fast, 'batch_size']}")
+    return (f"{level} (each B at its rate tuned on seeds {seed_range(tune)}, on the {len(held)} held-out seeds "
+            f"{seed_range(held)}; trend over B, claim: more with larger B) — samples seen "
+            + ", ".join(f"B = {b} {v:,.0f}" for b, v in zip(sizes, ran["samples_to_level"]))
+            + f": {parts['samples'].sentence()}; seconds "
+            + ", ".join(f"B = {b} {v:.2g}" for b, v in zip(sizes, ran["seconds_to_level"]))
+            + f": {parts['seconds'].sentence()}; optimizer steps "
+            + ", ".join(f"B = {b} {v:,.0f}" for b, v in zip(sizes, ran["steps_to_level"]))
+            + f": {parts['steps'].sentence()}; an epoch takes {ran.loc[slow, 's_per_epoch']:.2g} s at B = "
+            f"{ran.loc[slow, 'batch_size']} and {ran.loc[fast, 's_per_epoch']:.2g} s at B = "
+            f"{ran.loc[fast, 'batch_size']}")
 
 
 def _falls(noise: pd.DataFrame) -> bool:
@@ -225,13 +275,12 @@ def _noise(table: pd.DataFrame, noise: pd.DataFrame, falls: bool) -> str:
             f"{ratio.min():.2f} and {ratio.max():.2f}, at most {z:.1f} standard errors away")
 
 
-def _spread(ran: pd.DataFrame) -> str:
+def _spread(ran: pd.DataFrame, spread) -> str:
     if ran["val_cost_std"].isna().all():
         return "one run per batch size: no spread over seeds to compare"
-    corr = rank_correlation(ran["train.batch_size"], ran["val_cost_std"])
     values = ", ".join(f"{b} {s:.2g}" for b, s in zip(ran["batch_size"], ran["val_cost_std"]))
-    trend = "shrinks" if corr <= -TREND else "grows" if corr >= TREND else "shows no steady trend"
-    return f"the spread of the final val_cost over seeds {trend} with B (std per B: {values})"
+    return (f"the spread of the final val_cost over seeds (std per B: {values}; trend of each run's absolute "
+            f"deviation from its B's median, claim: smaller with larger B): {spread.sentence()}")
 
 
 def _direction(corr: float) -> str:
@@ -242,14 +291,23 @@ def _amount(value: float, fmt: str) -> str:
     return fmt.format(value) if np.isfinite(value) else "never"
 
 
-def notes(study: StudyData, best, noise: pd.DataFrame, n: int, tau: float, common: float) -> list:
+def notes(study: StudyData, best, noise: pd.DataFrame, n: int, tau: float, common: float, seeds=((), ()),
+          level: float = float("nan")) -> list:
     cfg = study.cfg
     lrs = ", ".join(f"{v:g}" for v in sorted(study.trials["optimizer.lr"].dropna().unique()))
     scale = noise.groupby("point", sort=False)["per_sample"].first()
     return [
         f"Plain SGD, {cfg.train.epochs} epochs, hidden layers {list(cfg.model.hidden)}, n = {n} training samples; "
         f"each batch size's learning rate is the one of the grid {lrs} with the lowest mean best validation cost "
-        f"over its seeds; a rate where a seed diverged is not chosen.",
+        f"over the tuning seeds {seed_range(seeds[0])}; a rate where a seed diverged is not chosen; every other "
+        f"column comes from the held-out seeds {seed_range(seeds[1])}.",
+        f"steps_to_level, samples_to_level, seconds_to_level: mean over the runs of the optimizer steps, samples "
+        f"seen and seconds to val_cost ≤ {level:.3g}, the epoch interpolated linearly in log(cost) between the "
+        "epoch-end costs (steps = epoch × ceil(n/B), samples = epoch × n, seconds: cumulative epoch time, the "
+        "last epoch in proportion; a run below the level after its first epoch counts as 1 epoch, an upper "
+        "bound; one that never got there counts at its whole budget, a lower bound). Trends: Spearman's ρ of B "
+        "with the per-run value, Fisher-z interval, Page's test over the seeds when every seed ran every B "
+        "(analysis.stats.trend).",
         f"val_epochs_to_tau: Kaplan–Meier median of the first epoch with val_cost ≤ τ = {tau:g} (NaN: fewer than "
         "half the runs reached it); val_seconds_to_tau: median wall time to it over the runs that reached it; "
         f"*_common: the same to val_cost ≤ {common:.3g}, the level every batch size reached in half its runs "

@@ -220,3 +220,119 @@ def write_findings(findings: Findings, cfg: DictConfig, record: StudyRecord) -> 
     staging.rename(folder)
     client_for(record.tracking_uri).log_artifacts(record.parent_run_id, str(folder), "findings")
     return folder
+
+
+# ---------------------------------------------------------------------------- speed in steps, seeds
+SEED = "train.seed"  # the column of the trials frame that pairs runs across settings
+
+
+def n_train(study: StudyData) -> int:
+    """The number of training samples the study's runs saw per epoch (read from one complete trial)."""
+    trial = int(study.complete["trial"].iloc[0])
+    return int(study.artifacts(trial).xy("train")[0].shape[0])
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimizer steps per epoch: ``ceil(n / batch_size)`` (the last batch may be partial)."""
+    return -(-int(n) // int(batch_size))
+
+
+def epochs_to_reach(curves: pd.DataFrame, threshold: float, metric: str = "train_cost") -> pd.DataFrame:
+    """Per trial, the (fractional) epoch at which ``metric`` first fell to ``threshold``.
+
+    The curves are measured at the end of each epoch (1-based); between the last epoch above τ and
+    the first at or below it the epoch is interpolated linearly in log(metric). A run already at or
+    below τ after epoch 1 gets 1.0 (no epoch 0 is logged: an upper bound). Columns ``trial``,
+    ``reached`` (bool), ``epoch`` (float, NaN if never), ``last_epoch`` (the run's last logged epoch).
+    """
+    rows = metric_rows(curves, metric)
+    out = []
+    for trial, run in rows.groupby("trial", sort=True):
+        epochs, values = run["epoch"].to_numpy(np.float64), run["value"].to_numpy(np.float64)
+        hit = np.flatnonzero(values <= threshold)
+        epoch = np.nan
+        if hit.size:
+            i = hit[0]
+            epoch = epochs[i]
+            if i > 0 and values[i - 1] > 0 and values[i] > 0 and epochs[i] - epochs[i - 1] == 1:
+                above, below = np.log(values[i - 1]), np.log(values[i])
+                epoch = epochs[i - 1] + (above - np.log(threshold)) / (above - below) if above > below else epochs[i]
+        out.append((trial, bool(hit.size), float(epoch), float(epochs.max())))
+    return pd.DataFrame(out, columns=["trial", "reached", "epoch", "last_epoch"])
+
+
+def steps_to_reach(curves: pd.DataFrame, trials: pd.DataFrame, threshold: float, n: int, metric: str = "train_cost",
+                   batch: str = "train.batch_size", batch_size: int | None = None) -> pd.DataFrame:
+    """:func:`epochs_to_reach` for the trials of ``trials`` in optimizer steps and samples seen:
+    ``steps = epoch × ceil(n / B)``, ``samples = epoch × n``. A run that never reached τ is
+    censored: ``steps_or_budget`` (and ``samples_or_budget``) count it at its whole budget (its last
+    epoch), a lower bound on what it would need, so a comparison that uses them favours it.
+    ``B``: the trial's ``batch`` column, else ``batch_size``."""
+    found = epochs_to_reach(curves.loc[curves["trial"].isin(trials["trial"])], threshold, metric)
+    found = trials[["trial"]].merge(found, on="trial", how="left")
+    sizes = trials[batch].to_numpy(np.float64) if batch in trials else np.full(len(trials), float(batch_size))
+    per_epoch = np.array([steps_per_epoch(n, b) for b in sizes], np.float64)
+    epoch = found["epoch"].to_numpy(np.float64)
+    budget = np.where(found["reached"].fillna(False).to_numpy(bool), epoch, found["last_epoch"].to_numpy(np.float64))
+    return found.assign(steps=epoch * per_epoch, samples=epoch * n, steps_or_budget=budget * per_epoch,
+                        samples_or_budget=budget * n)
+
+
+def split_seeds(seeds) -> tuple[list, list]:
+    """The sorted seeds cut in two halves: (tuning seeds, held-out seeds). With one seed both are it
+    (then the reported values are not free of the winner's curse)."""
+    seeds = sorted(pd.unique(pd.Series(list(seeds)).dropna()))
+    if len(seeds) < 2:
+        return seeds, seeds
+    half = len(seeds) // 2
+    return seeds[:half], seeds[half:]
+
+
+def seed_range(seeds) -> str:
+    """``"10–19"`` (or the one seed)."""
+    seeds = [int(s) for s in seeds]
+    return f"{seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else f"{seeds[0]}"
+
+
+def per_seed(frame: pd.DataFrame, by: str, value: str, seed: str = SEED) -> dict:
+    """``{setting: Series of value indexed by seed}`` for :func:`analysis.stats.against_baseline`."""
+    return {key: rows.set_index(seed)[value].astype(np.float64) for key, rows in frame.groupby(by, sort=False)}
+
+
+def verdict_list(verdicts, fmt: str = "{:.3g}") -> str:
+    """``"faster: adam −40 (−60 to −20); …"``-style text grouping Verdicts by what they concluded."""
+    from ..stats import DOES_NOT_HOLD, HOLDS, NO_DIFFERENCE
+
+    groups = []
+    for kind in (HOLDS, NO_DIFFERENCE, DOES_NOT_HOLD):
+        items = [v for v in verdicts if v.verdict == kind]
+        if items:
+            body = ", ".join(f"{v.label} {_signed(v.estimate, fmt)} ({_signed(v.low, fmt)} to {_signed(v.high, fmt)}, "
+                             f"p = {v.p_value:.2g})" for v in items)
+            groups.append(f"{kind}: {body}")
+    return "; ".join(groups)
+
+
+def _signed(x: float, fmt: str) -> str:
+    return "nan" if not np.isfinite(x) else fmt.format(x).replace("-", "−")
+
+
+def seconds_at(curves: pd.DataFrame, epochs: pd.DataFrame, time_metric: str = "time") -> np.ndarray:
+    """Cumulative ``time_metric`` up to each row's fractional ``epoch`` of ``epochs`` (columns ``trial``,
+    ``epoch``), the last epoch's time counted in proportion: ``(n_rows,)``, NaN where ``epoch`` is NaN or
+    a needed epoch has no time."""
+    times = metric_rows(curves, time_metric)
+    by_trial = {t: rows.set_index("epoch")["value"] for t, rows in times.groupby("trial")}
+    out = np.full(len(epochs), np.nan)
+    for i, (trial, epoch) in enumerate(zip(epochs["trial"], epochs["epoch"])):
+        if not np.isfinite(epoch) or trial not in by_trial:
+            continue
+        series = by_trial[trial]
+        whole = int(np.floor(epoch))
+        frac = epoch - whole
+        needed = list(range(1, whole + 1)) + ([whole + 1] if frac > 0 else [])
+        if not set(needed) <= set(series.index):
+            continue
+        out[i] = float(series.loc[list(range(1, whole + 1))].sum()) + (frac * float(series.loc[whole + 1])
+                                                                       if frac > 0 else 0.0)
+    return out

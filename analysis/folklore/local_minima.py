@@ -29,6 +29,7 @@ from ..minima import (
     sharpness,
 )
 from ..seeds import BASIN_TOL
+from ..stats import paired
 from .common import Findings, StudyData
 
 CLAIM = "Beware of local vs global minimum."
@@ -72,7 +73,36 @@ def findings(study: StudyData) -> Findings:
     table = pair_table(pairs)
     figures = {"barriers": barrier_figure(matrix), "interpolation": interpolation_figure(minima, pairs),
                "costs": costs_figure(runs)}
-    return Findings("local_minima", CLAIM, verdict(runs, table), table, figures, notes(study, minima, kinks))
+    tests = judge(pairs, runs)
+    return Findings("local_minima", CLAIM, verdict(runs, table, tests), table, figures, notes(study, minima, kinks))
+
+
+def per_seed_barriers(pairs: pd.DataFrame, runs: pd.DataFrame, column: str = "barrier") -> pd.DataFrame:
+    """Per initial weights (``train.seed``): the mean ``column`` of the pairs that hold one of its
+    runs, over its SAME pairs (another order) and its OTHER pairs (other initial weights); one row per
+    seed with columns ``same`` and ``other`` (NaN where it has no such pair)."""
+    seeds = runs[SEED].to_numpy()
+    rows = []
+    for side in ("a", "b"):
+        rows.append(pd.DataFrame({SEED: seeds[pairs[side].to_numpy()], "kind": pairs["kind"].to_numpy(),
+                                  "value": pairs[column].to_numpy(np.float64)}))
+    long = pd.concat(rows, ignore_index=True)
+    wide = long.groupby([SEED, "kind"])["value"].mean().unstack("kind")
+    return wide.reindex(columns=[SAME, OTHER]).set_axis(["same", "other"], axis=1)
+
+
+def judge(pairs: pd.DataFrame, runs: pd.DataFrame) -> dict:
+    """``{"barrier", "error_barrier"}: Verdict``: per initial weights, the mean barrier to other
+    initial weights minus the mean barrier between its own data orders, paired by seed (claim: higher;
+    analysis.stats.paired). Each pair enters the means of both its seeds, so the seeds' values share
+    pairs: the interval is a rough one."""
+    found = {}
+    for column in ("barrier", "error_barrier"):
+        if column not in pairs or pairs[column].isna().all():
+            continue
+        wide = per_seed_barriers(pairs, runs, column)
+        found[column] = paired(wide["other"], wide["same"], "higher", label=column.replace("_", " "))
+    return found
 
 
 # ---------------------------------------------------------------------------- numbers
@@ -221,7 +251,7 @@ def costs_figure(runs: pd.DataFrame) -> Figure:
 
 
 # ---------------------------------------------------------------------------- text
-def verdict(runs: pd.DataFrame, table: pd.DataFrame) -> str:
+def verdict(runs: pd.DataFrame, table: pd.DataFrame, tests: dict | None = None) -> str:
     """Whether the runs land in separate basins and whether some of those minima are worse on the
     training set than others."""
     rows = table.set_index("compared")
@@ -236,6 +266,9 @@ def verdict(runs: pd.DataFrame, table: pd.DataFrame) -> str:
         head = (f"**The claim holds only in part:** the {len(runs)} runs fall into {n_basins} basins "
                 f"({_basin_origin(runs)}), but the minima are equally good on the training set.")
     parts = [head, *(_pairs(rows.loc[kind], kind) for kind in (SAME, OTHER) if rows.loc[kind, "pairs"])]
+    if tests:
+        parts.append("Barrier to other initial weights − barrier between orders of the same, per initial weights "
+                     "(paired by seed, 95 % t interval): " + "; ".join(v.sentence() for v in tests.values()) + ".")
     return " ".join([*parts, _training(runs, worse), _validation(runs, rows)])
 
 

@@ -3,16 +3,18 @@ descent at equal computation (both see every training sample once per epoch), ea
 learning rate: the validation cost after equal numbers of samples seen, at equal wall time and at
 the end, over the seeds."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
 from ..convergence import metric_rows
+from ..stats import DOES_NOT_HOLD, HOLDS, NO_DIFFERENCE, holm, paired
 from .batch_size import batch_label, progress, progress_figure
-from .common import Findings, FindingsError, StudyData, edge_rates, summarise_runs, tuned
+from .common import SEED, Findings, FindingsError, StudyData, edge_rates, seed_range, split_seeds, summarise_runs, tuned
 
 CLAIM = "Mini-batch gradient descent learns faster than full-batch gradient descent for the same computation."
 BY = ["train.batch_size"]
-TIE = 0.05  # costs within this fraction of each other count as about equal
 CHECKPOINTS = (1, 10, 100, 1000)  # epochs after which the costs are compared (those before the last)
 RUN_COLUMNS = ["lr", "runs", "s_per_epoch", "val_cost", "val_cost_std", "best_val_cost", "val_accuracy",
                "val_epochs_to_tau", "val_seconds_to_tau", "val_reached"]
@@ -21,7 +23,10 @@ RUN_COLUMNS = ["lr", "runs", "s_per_epoch", "val_cost", "val_cost_std", "best_va
 def findings(study: StudyData) -> Findings:
     """One row per batch size at its tuned rate: cost after equal samples, at equal time, final."""
     tau = float(study.cfg.findings.threshold)
-    chosen = tuned(study.trials, BY)
+    tune_seeds, held_out = split_seeds(study.trials[SEED])
+    rates = tuned(study.trials.loc[study.trials[SEED].isin(tune_seeds)], BY)[[*BY, "optimizer.lr"]].drop_duplicates()
+    chosen = study.trials.loc[study.trials[SEED].isin(held_out)].merge(rates, on=[*BY, "optimizer.lr"])
+    chosen = chosen.loc[chosen["state"] == "COMPLETE"].reset_index(drop=True)
     if chosen.empty:
         raise FindingsError("no batch size has a complete run with a finite cost: nothing to compare")
     n = study.artifacts(chosen["trial"].iloc[0]).data.X_train.shape[0]
@@ -29,15 +34,32 @@ def findings(study: StudyData) -> Findings:
     checkpoints = [e for e in CHECKPOINTS if e < epochs]
     seconds, fastest = equal_time(study.curves, chosen)
     table = comparison_table(study.curves, chosen, tau, checkpoints, seconds)
+    per_run = at_epochs(study.curves, checkpoints).merge(at_time(study.curves, seconds), on="trial")
+    found = judge(per_run.merge(chosen[["trial", SEED, *BY, "val_cost"]], on="trial"), checkpoints)
     table.insert(0, "batch_size", [batch_label(b, n) for b in table["train.batch_size"]])
     frame = progress(study.curves, chosen, BY)
     title = "equal computation, each at its tuned lr"
     figures = {"val_cost_samples": progress_figure(frame, "samples", n, f"samples seen (epochs × {n})", title=title),
                "val_cost_seconds": progress_figure(frame, "seconds", n, "seconds (cumulative wall time)", title=title)}
-    text = verdict(table, checkpoints, (seconds, batch_label(fastest, n)), n, epochs,
-                   [int(b) for b in edge_rates(study.trials, chosen, BY[0])])
+    text = verdict(table, found, checkpoints, (seconds, batch_label(fastest, n)), n, epochs,
+                   [int(b) for b in edge_rates(study.trials, chosen, BY[0])], (tune_seeds, held_out))
     return Findings("minibatch_vs_fullbatch", CLAIM, text, table.drop(columns=BY), figures,
-                    notes=notes(study, n, epochs, seconds, tau))
+                    notes=notes(study, n, epochs, seconds, tau, (tune_seeds, held_out)))
+
+
+def judge(per_run: pd.DataFrame, checkpoints) -> dict:
+    """``{column: Verdict}``: the smallest batch's validation cost minus the largest's (claim: lower)
+    after each checkpoint, at equal wall time and at the end, paired by seed, Holm over them.
+    ``per_run``: one row per run with ``train.seed``, ``train.batch_size`` and the columns."""
+    sizes = sorted(per_run[BY[0]].unique())
+    if len(sizes) < 2:
+        return {}
+    mini, full = (per_run.loc[per_run[BY[0]] == b].set_index(SEED) for b in (sizes[0], sizes[-1]))
+    columns = [*(f"val_cost_{e}ep" for e in checkpoints), "val_cost_at_equal_time", "val_cost"]
+    raw = {c: paired(mini[c], full[c], "lower", label=c) for c in columns if c in mini}
+    adjusted = holm([v.p_value for v in raw.values()])
+    return {c: replace(v, p_value=float(p), p_raw=v.p_value, correction="Holm")
+            for (c, v), p in zip(raw.items(), adjusted)}
 
 
 def comparison_table(curves: pd.DataFrame, chosen: pd.DataFrame, tau: float, checkpoints, seconds: float):
@@ -80,7 +102,8 @@ def at_time(curves: pd.DataFrame, seconds: float) -> pd.DataFrame:
     return out
 
 
-def verdict(table: pd.DataFrame, checkpoints, equal: tuple, n: int, epochs: int, edges: list) -> str:
+def verdict(table: pd.DataFrame, found: dict, checkpoints, equal: tuple, n: int, epochs: int, edges: list,
+            seeds=((), ())) -> str:
     """Whether the smallest batch has a lower validation cost than the largest after equal samples,
     at equal wall time and at the end (means over the seeds at each one's tuned rate). ``equal``: the
     equal time (s) and the label of the batch size that finished then."""
@@ -95,17 +118,24 @@ def verdict(table: pd.DataFrame, checkpoints, equal: tuple, n: int, epochs: int,
                      f"B = {mini['batch_size']} had finished {_epochs(mini)} and B = {full['batch_size']} "
                      f"{_epochs(full)} by then)", "val_cost_at_equal_time"),
                     (f"after all {epochs} epochs ({epochs * n:,} samples)", "val_cost")]
-    outcomes = [_outcome(mini[column], full[column]) for _, column in comparisons]
-    if all(o == "lower" for o in outcomes):
+    outcomes = [found[column].verdict if column in found else NO_DIFFERENCE for _, column in comparisons]
+    if all(o == HOLDS for o in outcomes):
         head = "**The claim holds here:**"
-    elif "lower" in outcomes:
+    elif HOLDS in outcomes:
         head = "**The claim holds only in part:**"
-    else:
+    elif DOES_NOT_HOLD in outcomes:
         head = "**The claim does not hold here:**"
-    counts = ", ".join(f"{word} in {outcomes.count(word)}" for word in ("lower", "about equal", "higher"))
+    else:
+        head = "**No detectable difference at this sample size:**"
+    counts = ", ".join(f"{word} in {outcomes.count(kind)}" for word, kind in
+                       (("lower", HOLDS), ("not detectably different", NO_DIFFERENCE), ("higher", DOES_NOT_HOLD)))
+    tune, held = seeds
     parts = [f"B = {mini['batch_size']} (lr {mini['lr']:g}) against B = {full['batch_size']} (lr {full['lr']:g}), "
-             "mean validation cost over the seeds: "
-             + ", ".join(f"{what} {mini[column]:.3g} against {full[column]:.3g}" for what, column in comparisons),
+             f"rates tuned on seeds {seed_range(tune)}, mean validation cost over the {len(held)} held-out seeds "
+             f"{seed_range(held)} and the difference paired by seed (95 % t interval, p Holm over "
+             f"{len(found)}): "
+             + ", ".join(f"{what} {mini[column]:.3g} against {full[column]:.3g} ({_diff(found.get(column))})"
+                         for what, column in comparisons),
              f"the best over the epochs {mini['best_val_cost']:.3g} against {full['best_val_cost']:.3g}",
              f"an epoch takes {mini['s_per_epoch']:.2g} s with B = {mini['batch_size']} and "
              f"{full['s_per_epoch']:.2g} s with B = {full['batch_size']} "
@@ -113,15 +143,17 @@ def verdict(table: pd.DataFrame, checkpoints, equal: tuple, n: int, epochs: int,
              f"per epoch, learning rate × updates is {_step(mini, n)} against {_step(full, n)}"]
     if edges:
         parts.append(f"caveat: the tuned rate of B = {', '.join(map(str, edges))} is at the edge of the grid")
-    return (f"{head} the smaller batch's cost is {counts} of {len(outcomes)} comparisons (about equal: within "
-            f"{TIE:.0%}); " + "; ".join(parts) + ".")
+    return (f"{head} the smaller batch's cost is {counts} of {len(outcomes)} comparisons; " + "; ".join(parts) + ".")
 
 
-def _outcome(small: float, large: float) -> str:
-    """``lower``, ``about equal`` (within ``TIE`` of the larger) or ``higher`` (or NaN) for ``small``."""
-    if abs(small - large) <= TIE * max(small, large):
-        return "about equal"
-    return "lower" if small < large else "higher"
+def _diff(v) -> str:
+    if v is None:
+        return "not compared"
+    return (f"{v.verdict}: {_signed(v.estimate)}, {_signed(v.low)} to {_signed(v.high)}, p = {v.p_value:.2g}")
+
+
+def _signed(x: float) -> str:
+    return "nan" if not np.isfinite(x) else f"{x:.3g}".replace("-", "−")
 
 
 def _step(row, n: int) -> str:
@@ -134,13 +166,16 @@ def _epochs(row) -> str:
     return f"{value:.0f} epoch{'' if round(value) == 1 else 's'}" if np.isfinite(value) else "no epoch"
 
 
-def notes(study: StudyData, n: int, epochs: int, seconds: float, tau: float) -> list:
+def notes(study: StudyData, n: int, epochs: int, seconds: float, tau: float, seeds=((), ())) -> list:
     lrs = ", ".join(f"{v:g}" for v in sorted(study.trials["optimizer.lr"].dropna().unique()))
     return [
         f"Plain SGD, {epochs} epochs, hidden layers {list(study.cfg.model.hidden)}, n = {n} training samples: "
         "every method sees each sample once per epoch, so after e epochs each has seen e × n samples (and "
         "computed as many per-sample gradients). Each batch size's learning rate is the one of the grid "
-        f"{lrs} with the lowest mean best validation cost over its seeds.",
+        f"{lrs} with the lowest mean best validation cost over the tuning seeds {seed_range(seeds[0])}; every "
+        f"column comes from the held-out seeds {seed_range(seeds[1])} (no winner's curse). Differences: smaller "
+        "batch − full batch, paired by seed, mean with its 95 % t interval and the paired t-test's p, "
+        "Holm-corrected over the comparisons (analysis.stats.paired, holm).",
         "val_cost_Nep: mean over the seeds of the validation cost after N epochs; val_cost_at_equal_time: "
         f"at {seconds:.3g} s of cumulative epoch wall time (the median time the fastest batch size took for all "
         "its epochs), the cost after the last epoch each run had finished by then, and epochs_by_equal_time "

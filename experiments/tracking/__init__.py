@@ -26,9 +26,10 @@ others: the launching process need not load MLflow's side, Optuna's plots or the
 import importlib
 
 _HOMES = {
-    "schema": ("EPOCH_METRICS", "INTERRUPTED_REASON", "OPTUNA_STATE", "PARENT_ATTR", "RESTORED", "STATUS",
-               "STORAGE_TAG", "STUDY_SECONDS", "TRAIN_SUFFIX", "Settings", "TrackingError", "absolute_uri",
-               "experiment_name", "final_metrics", "is_number", "run_status", "settings_of"),
+    "schema": ("BEST_TAG", "EPOCH_METRICS", "INTERRUPTED_REASON", "OPTUNA_STATE", "OUTCOME_TAG", "PARENT_ATTR",
+               "RESTORED", "STATUS", "STORAGE_TAG", "STUDY_SECONDS", "TRAIN_SUFFIX", "Settings", "TrackingError",
+               "absolute_uri", "experiment_name", "final_metrics", "is_number", "run_status", "settings_of",
+               "trial_outcome", "trial_run_name"),
     "reachable": ("CHECK_TIMEOUT", "check_reachable", "is_file_store"),
     "quiet": ("quiet_mlflow",),
     "environment": ("environment_tags", "git_commit"),

@@ -34,7 +34,16 @@ from ..urls import mask_password
 from .breaker import Lost, Trouble
 from .environment import environment_tags
 from .quiet import quiet_mlflow
-from .schema import OPTUNA_STATE, PARENT_ATTR, STORAGE_TAG, Settings
+from .schema import (
+    BEST_TAG,
+    OPTUNA_STATE,
+    OUTCOME_TAG,
+    PARENT_ATTR,
+    STORAGE_TAG,
+    Settings,
+    trial_outcome,
+    trial_run_name,
+)
 from .store import save_template, seed_store, store_lock
 from .summary import study_summary
 
@@ -158,6 +167,9 @@ class Recorder:
             else:
                 self._reopen_parent(run, container)
         self.parent, self.parent_open = run_id, True
+        with contextlib.suppress(Lost):  # the experiment's description is a nicety: a lost one is counted
+            for key, value in experiment_tags(study_name, container).items():
+                self.call("study", "set_experiment_tag", self._experiment_id, key, value)
         self._close_stale_children(study)
 
     def _existing_run(self, run_id: str):
@@ -212,16 +224,29 @@ class Recorder:
             return
         study = StudySnapshot(self.study_name, open_storage(self.storage))
         metrics, tags, note = study_summary(study, list(self.container["sweep"]["objective"]["metrics"]),
-                                            self._child_metrics)
+                                            self._child_metrics, self._experiment_id)
         now, step = int(time.time() * 1000), len(study.trials)
         self.call("study", "log_batch", self.parent, metrics=[_metric(k, v, now, step) for k, v in metrics.items()],
                   tags=[_tag(k, v) for k, v in tags.items()] + [_tag("mlflow.note.content", note)])
+        with contextlib.suppress(Lost):  # the summary is written; a lost mark is counted, not fatal
+            self._mark_best(tags.get("best.run_id"))
         if os.listdir(folder):
             self.call("study", "log_artifacts", self.parent, folder)
         with contextlib.suppress(Lost):  # a worker that died during the study (its trial was retried)
             self._close_stale_children(study)
         self.call("study", "set_terminated", self.parent, "KILLED" if interrupted else "FINISHED")
         self.parent_open = False
+
+    def _mark_best(self, run_id: str | None) -> None:
+        """Tag ``best=true`` on the best trial's run (``run_id``; None: no single best) and on no other:
+        a resumed study that found a better trial moves the tag."""
+        marked = self.call("study", "search_runs", [self._experiment_id],
+                           f"tags.`mlflow.parentRunId` = '{self.parent}' and tags.`{BEST_TAG}` = 'true'")
+        for run in marked:
+            if run.info.run_id != run_id:
+                self.call("study", "delete_tag", run.info.run_id, BEST_TAG)
+        if run_id is not None and run_id not in {r.info.run_id for r in marked}:
+            self.call("study", "set_tag", run_id, BEST_TAG, "true")
 
     def _child_metrics(self, number: int) -> dict:
         """The final and test metrics of trial ``number``'s run (and its ``run_id``)."""
@@ -243,7 +268,7 @@ class Recorder:
             run_name = time.strftime("train-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
             tags = {"mlflow.runName": run_name, **environment_tags()}
         else:
-            run_name = f"trial-{number:04d}"
+            run_name = trial_run_name(number)
             tags = {"mlflow.runName": run_name, "optuna.study": str(self.study_name),
                     "optuna.trial_number": str(number), "optuna.trial_state": "RUNNING",
                     "host": socket.gethostname(), "pid": str(pid)}
@@ -281,6 +306,9 @@ class Recorder:
             now = int(time.time() * 1000)
             tags = [_tag("optuna.trial_state", OPTUNA_STATE[state])] if run.number is not None else []
             tags += _reason_tags(state, status, reason)
+            if run.number is not None:  # the UI draws KILLED and FAILED alike: the name and a tag tell them apart
+                outcome = trial_outcome(state, status)
+                tags += [_tag(OUTCOME_TAG, outcome), _tag("mlflow.runName", trial_run_name(run.number, outcome))]
             self.call(key, "log_batch", run.run_id, tags=tags, params=run.take_params(),
                       metrics=_epoch_metrics(epochs) + [_metric(k, v, now, step) for k, v in final.items()])
             folder = folder or tempfile.mkdtemp(prefix="nnsweep-run-")
@@ -343,6 +371,18 @@ def masked(node):
     return mask_password(node) if isinstance(node, str) and "://" in node else node
 
 
+def experiment_tags(study_name: str, container: dict) -> dict[str, str]:
+    """The MLflow experiment's tags: ``study``, ``data``, ``objective``, and its description (shown above
+    the run list)."""
+    objective = container.get("sweep", {}).get("objective", {})
+    goal = ", ".join(f"{d} {m}" for m, d in zip(objective.get("metrics", []), objective.get("directions", [])))
+    data = str(container.get("data", {}).get("name"))
+    note = (f"Optuna study **{study_name}** on the data set `{data}`, objective: {goal}. One parent run named "
+            f"`{study_name}` (its description names the best trial and links to it) with one child run per trial; "
+            "the best trial's run is tagged `best=true` (search `tags.best = \"true\"`).")
+    return {"study": study_name, "data": data, "objective": goal, "mlflow.note.content": note}
+
+
 def _study_params(container: dict) -> dict[str, Any]:
     """The parent run's params: the sweep config (passwords masked) and the study name."""
     params = {f"sweep.{k}": v for k, v in flatten(container["sweep"]).items()}
@@ -359,7 +399,7 @@ def _reason_tags(state: str, status: str, reason: str | None):
     if reason:
         first = reason.splitlines()[0]
         tags.append(_tag("prune_reason" if state == "pruned" else "fail_reason", first[:5000]))
-        word = {"KILLED": "Stopped", "FAILED": "Failed"}.get(status, "Ended")
+        word = "Pruned" if state == "pruned" else {"KILLED": "Stopped", "FAILED": "Failed"}.get(status, "Ended")
         body = reason if "\n" not in reason else f"{first}\n\n```\n{reason[len(first):].strip()}\n```"
         tags.append(_tag("mlflow.note.content", f"{word}: {body}"[:7900]))
     return tags

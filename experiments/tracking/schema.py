@@ -24,6 +24,24 @@ STATUS = {"complete": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
 OPTUNA_STATE = {"complete": "COMPLETE", "pruned": "PRUNED", "failed": "FAIL"}
 
 
+BEST_TAG = "best"  # "true" on the best trial's child run (one per study; moved when a resumed study does better)
+OUTCOME_TAG = "outcome"  # a trial run's end: complete, pruned, failed or interrupted (also its name's suffix)
+
+
+def trial_outcome(state: str, status: str) -> str:
+    """How a trial ended, in one word: ``complete``, ``pruned``, ``failed``, or ``interrupted`` (Ctrl-C:
+    failed for Optuna, KILLED in MLflow)."""
+    if state == "failed" and status == "KILLED":
+        return "interrupted"
+    return state
+
+
+def trial_run_name(number: int, outcome: str | None = None) -> str:
+    """A trial's run name: ``trial-0007`` while it runs and once complete; ``trial-0007-pruned``,
+    ``-failed``, ``-interrupted`` otherwise, since MLflow's UI draws KILLED and FAILED runs alike."""
+    return f"trial-{number:04d}" + (f"-{outcome}" if outcome not in (None, "complete") else "")
+
+
 class TrackingError(ValueError):
     """The tracking store cannot be used; the message is one line naming ``tracking.uri``."""
 

@@ -13,11 +13,12 @@ from .schema import EPOCH_METRICS, STUDY_SECONDS, is_number
 SUMMARY_METRICS = ("val_cost", "val_accuracy", "test_cost", "test_accuracy")  # the best trial's, on the parent
 
 
-def study_summary(study, names: list[str], child_metrics) -> tuple[dict, dict, str]:
+def study_summary(study, names: list[str], child_metrics, experiment_id: str | None = None) -> tuple[dict, dict, str]:
     """Metrics, tags and the run description that summarise the study on its parent run.
 
     ``names``: the objective's metrics (``sweep.objective.metrics``); ``child_metrics(number)``: the
-    final and test metrics of trial ``number``'s run (and its ``run_id``). Few metrics (each becomes
+    final and test metrics of trial ``number``'s run (and its ``run_id``); ``experiment_id``: the MLflow
+    experiment's, for the link to the best trial's run in the description. Few metrics (each becomes
     a chart in the UI's chart view): the best trial's objective, val and test metrics. Counts, the best
     trial's number, run id, hyperparameters and its other results are tags."""
     S = optuna.trial.TrialState
@@ -43,7 +44,10 @@ def study_summary(study, names: list[str], child_metrics) -> tuple[dict, dict, s
         tags.update({"best.trial_number": str(trial.number), **{f"best.{k}": str(v)
                                                                  for k, v in trial.params.items()}})
         values = ", ".join(f"{n} = {v:.4g}" for n, v in zip(names, trial.values))
-        lines.append(f"Best: trial {trial.number} (`trial-{trial.number:04d}`), {values}; "
+        name = f"`trial-{trial.number:04d}`"
+        if "best.run_id" in tags and experiment_id is not None:  # the UI's own address of the run, relative
+            name = f"[{name}]({run_link(experiment_id, tags['best.run_id'])}), tagged `best=true`"
+        lines.append(f"Best: trial {trial.number} ({name}), {values}; "
                      + ", ".join(f"{k} = {_short(v)}" for k, v in trial.params.items()) + ".")
         ties = [t.number for t in trials if t.state == S.COMPLETE and t.values == trial.values]
         if len(ties) > 1:
@@ -70,6 +74,11 @@ def study_summary(study, names: list[str], child_metrics) -> tuple[dict, dict, s
     lines.append("Artifacts: `plots/` (optimization history, parameter importances, parallel coordinates, "
                  "intermediate values) and `trials.csv`.")
     return metrics, tags, "\n\n".join(lines)
+
+
+def run_link(experiment_id: str, run_id: str) -> str:
+    """The MLflow UI's address of a run, relative to the UI's page (its hash route)."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def _short(value) -> str:
