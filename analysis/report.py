@@ -295,7 +295,7 @@ class _Page:
 
     def table(self, frame: pd.DataFrame, max_rows: int | None = None) -> None:
         shown = frame if max_rows is None else frame.head(max_rows)
-        table = shown.to_html(index=False, na_rep="", float_format=_fmt, border=0, classes="t")
+        table = shown.to_html(index=False, na_rep="", float_format=format_value, border=0, classes="t")
         self.parts.append(f"<div class='w'>{table}</div>")
 
     def figure(self, figure, name: str, caption: str) -> None:
@@ -321,7 +321,7 @@ CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1
        "div.w{overflow-x:auto}")
 
 
-def _fmt(value) -> str:
+def format_value(value) -> str:
     """4 significant digits; a whole number as one (19210, not 1.921e+04)."""
     if np.isfinite(value) and float(value).is_integer() and abs(value) < 1e15:
         return str(int(value))
@@ -450,12 +450,12 @@ def _convergence_section(page: _Page, trials, curves, options: ReportOptions, st
               "<i>median_epochs</i>/<i>median_seconds</i> count only the runs that reached τ. "
               "<i>median_rate</i>: decay rate per epoch of an exponential fit of val_cost; <i>median_auc</i>: "
               "the mean height of the val_cost curve.")
-    page.table(_km_explained(convergence_table(curves, trials, None, threshold)))
+    page.table(km_explained(convergence_table(curves, trials, None, threshold)))
     for title, key in GROUPS.items():
         if key not in trials.columns or trials[key].isna().all():
             continue
         page.heading(f"By {title}", 3)
-        page.table(_km_explained(convergence_table(curves, trials, key, threshold)))
+        page.table(km_explained(convergence_table(curves, trials, key, threshold)))
         figure = plot_grouped_curves(grouped_curves(curves, trials, key), logy=True)
         figure.axes[0].set_title(f"val_cost by {title}: median and interquartile band")
         page.figure(figure, f"curves_by_{_safe_name(title)}", f"Validation cost per epoch by {title}: median line, "
@@ -466,12 +466,12 @@ def _convergence_section(page: _Page, trials, curves, options: ReportOptions, st
 KM_UNDEFINED = "< half reached τ"  # a km_median cell without a value: fewer than half the runs reached τ
 
 
-def _km_explained(table: pd.DataFrame) -> pd.DataFrame:
+def km_explained(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` with each missing ``km_median`` said in place: the Kaplan–Meier curve never falls to one
     half when fewer than half of the runs reached τ, so the median epoch is undefined, not zero."""
     if "km_median" not in table.columns:
         return table
-    return table.assign(km_median=[KM_UNDEFINED if pd.isna(v) else _fmt(v) for v in table["km_median"]])
+    return table.assign(km_median=[KM_UNDEFINED if pd.isna(v) else format_value(v) for v in table["km_median"]])
 
 
 def _importance_section(page: _Page, importances: pd.DataFrame, have_study: bool) -> None:

@@ -13,7 +13,7 @@ N trials, default N: ``experiment=mnist1d``'s ``sweep.n_trials``):
             (``conf/optimizer/*.yaml``), epochs and batch size, on the same split
             (``experiments.data.load_dataset``). Each epoch it evaluates the validation split, reports
             the objective to the pruner and asks it; ``train.restore_best`` is followed. One process,
-            ``torch.set_num_threads(2)`` (our study: 2 worker processes of 1 thread).
+            ``torch.set_num_threads(2)`` (our study: 2 worker processes of 1 thread; ``--torch-threads``).
 - sklearn   the same, with ``MLPClassifier`` trained one epoch per ``partial_fit`` (so the pruner sees
             every epoch) over the subset of the space it can express: solver sgd/adam (momentum 0, as
             our sgd), activation relu/tanh/logistic (our sigmoid), ``alpha`` = weight decay x batch
@@ -167,7 +167,7 @@ def finish(study, workdir: Path, callback, note: str, optimize: float) -> None:
 
 
 # ---------------------------------------------------------------------------- the PyTorch peer
-def torch_main(n_trials: int, workdir: Path, overrides: list[str], epochs: int | None) -> None:
+def torch_main(n_trials: int, workdir: Path, overrides: list[str], epochs: int | None, threads: int = 2) -> None:
     """The PyTorch peer's study in this process; prints one JSON line."""
     try:
         import torch
@@ -176,7 +176,7 @@ def torch_main(n_trials: int, workdir: Path, overrides: list[str], epochs: int |
     import optuna
     from torch import nn
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     cfg, space, fixed, data = study_setup(overrides, epochs)
     metric = cfg.sweep.objective.metrics[0]
     restore_best = bool(cfg.train.restore_best)
@@ -338,10 +338,11 @@ def sklearn_main(n_trials: int, workdir: Path, overrides: list[str], epochs: int
     finish(study, workdir, callback, note, time.perf_counter() - start)
 
 
-def run_peer(which: str, n_trials: int, workdir: Path, overrides: list[str], epochs: int | None) -> dict:
+def run_peer(which: str, n_trials: int, workdir: Path, overrides: list[str], epochs: int | None,
+             threads: int = 2) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, str(Path(__file__).resolve()), f"--{which}", str(n_trials), str(workdir),
-               "--epochs", str(epochs or 0), *overrides]
+               "--epochs", str(epochs or 0), "--torch-threads", str(threads), *overrides]
     cpu0, load0 = children_cpu(), os.getloadavg()[0]
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
@@ -386,17 +387,21 @@ def main() -> None:
     parser.add_argument("--trials", type=int, help="trials per study (default: experiment=mnist1d's sweep.n_trials)")
     parser.add_argument("--epochs", type=int, default=0, help="cap every trial at this many epochs (a reduced "
                         "budget; default 0: the study's own)")
+    parser.add_argument("--torch-threads", type=int, default=2, help="torch.set_num_threads of the PyTorch peer "
+                        "(default 2, the machine's cores; on a loaded machine 2 OpenMP threads wait on each other "
+                        "at every op: try 1)")
     parser.add_argument("--skip", nargs="*", default=[], choices=("ours", "torch", "sklearn"),
                         help="studies not to run")
     parser.add_argument("--torch", nargs=2, metavar=("N", "DIR"), help=argparse.SUPPRESS)
     parser.add_argument("--sklearn", nargs=2, metavar=("N", "DIR"), help=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args()  # the rest: overrides for every study (e.g. sweep.sampler.seed=1)
     epochs = args.epochs or None
-    for which, main_of in (("torch", torch_main), ("sklearn", sklearn_main)):
-        if getattr(args, which):
-            n, workdir = getattr(args, which)
-            main_of(int(n), Path(workdir), overrides, epochs)
-            return
+    if args.torch:
+        torch_main(int(args.torch[0]), Path(args.torch[1]), overrides, epochs, args.torch_threads)
+        return
+    if args.sklearn:
+        sklearn_main(int(args.sklearn[0]), Path(args.sklearn[1]), overrides, epochs)
+        return
 
     import mlflow
     import optuna
@@ -426,10 +431,11 @@ def main() -> None:
             if name == "ours":
                 runs[name] = run_ours(tmp / name, n, overrides, epochs)
             else:
-                runs[name] = run_peer(name, n, tmp / name, overrides, epochs)
+                runs[name] = run_peer(name, n, tmp / name, overrides, epochs, args.torch_threads)
 
     metric = cfg.sweep.objective.metrics[0]
-    labels = {"ours": "ours: python run.py", "torch": "Optuna + PyTorch", "sklearn": "Optuna + sklearn"}
+    labels = {"ours": "ours: python run.py", "torch": f"Optuna + PyTorch ({args.torch_threads} thr)",
+              "sklearn": "Optuna + sklearn"}
     print("\nStudies: wall time and CPU time of the whole process (start-up included); load: the machine's 1-minute")
     print(f"load average (> cores: other processes compete); the best trial by {metric} (never test): its val")
     print("and test accuracy; trials complete, pruned, failed; epochs run")

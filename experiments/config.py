@@ -44,7 +44,7 @@ PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
 METRICS = ("val_cost", "val_accuracy", "train_cost", "n_params")
 # the experiments of conf/experiment/ whose findings analysis/folklore writes
 FOLKLORE = ("activations", "batch_size", "minibatch_vs_fullbatch", "optimizers", "dropout", "local_minima",
-            "hidden_layers", "mnist1d_paper")
+            "hidden_layers", "mnist1d_paper", "mode_connectivity")
 DIRECTIONS = ("minimize", "maximize")
 YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when PyYAML has it: 5x faster
 

@@ -333,13 +333,14 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker
         tracker.start_trial(trial.number, cfg, values)
         data = load_dataset(cfg.data, split_seed(cfg))
         trial.set_user_attr("seed", int(cfg.train.seed))
+        last = int(cfg.train.epochs)  # a trial that ran every epoch completes: pruning it then saves nothing
 
         def on_epoch(metrics: nncore.EpochMetrics, kept: nncore.EpochMetrics) -> bool:
             tracker.log_epoch(metrics.as_dict(), metrics.epoch)
             if not single:
                 return False
             trial.report(getattr(kept, metric), metrics.epoch)  # what the trial would return if it stopped now
-            if checks(metrics.epoch) and trial.should_prune():
+            if metrics.epoch < last and checks(metrics.epoch) and trial.should_prune():  # the last: nothing to save
                 pruned_at.append(metrics.epoch)
             return bool(pruned_at)
 

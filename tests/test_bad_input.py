@@ -86,7 +86,7 @@ BAD = [
      ["sweep.params.optimizer", "'base_sgd' is not an option of group optimizer"]),
     ("interval over a config group", ['+sweep.params={optimizer: "interval(0, 1)"}'],
      ["sweep.params.optimizer", "takes choice(...)"]),
-    ("a value out of range in the space", ['sweep.params={model.dropout: "interval(0.5, 1.5)"}'],
+    ("a value out of range in the space", ['+sweep.params={model.dropout: "interval(0.5, 1.5)"}'],
      ["sweep.params.model.dropout", "model.dropout must be in [0, 1), got 1.5"]),
     ("storage URL with an unknown scheme", ["sweep.storage=sqlit:///study.db"],
      ["sweep.storage=sqlit:///study.db", "unknown scheme 'sqlit'"]),

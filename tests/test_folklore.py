@@ -33,6 +33,7 @@ SHRUNK = {  # experiment -> overrides that keep a corner of its grid (2-4 trials
     "local_minima": ["findings.seeds=2", "findings.orders=2"],
     "hidden_layers": [],
     "mnist1d_paper": [],
+    "mode_connectivity": ['sweep.params={model.width: "choice(8)"}', "model.width=8", "findings.seeds=2"],
 }
 
 
@@ -58,7 +59,8 @@ def test_each_preset_is_a_grid_study_of_its_own_with_findings(name):
     assert cfg.tracking.enabled and cfg.data.seed == 0  # one split for every seed
     space, _ = parse_search_space(dict(cfg.sweep.params))
     assert list(grid_of(space)["train.seed"]) == list(range(cfg.findings.seeds))
-    searched = name in ("activations", "mnist1d_paper")  # mnist1d_paper: model.depth 0 or 2, the paper's two rows
+    searched = name in ("activations", "mnist1d_paper", "mode_connectivity")  # mnist1d_paper: model.depth 0 or 2,
+    # the paper's two rows; mode_connectivity: widths × depths
     assert "model.width" not in space and "model.depth" not in space or searched  # not the default space
 
 

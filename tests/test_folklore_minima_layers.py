@@ -105,7 +105,8 @@ def minima():
     other = Network([2, 3, 2], "tanh", "softmax", dtype="float64", rng=2)
     thetas = [net.params.copy(), net.params + 1e-3, other.params.copy()]
     runs = pd.DataFrame({"trial": [0, 1, 2], L.SEED: [0, 0, 1], L.ORDER: [0, 1, 0], "label": ["a", "b", "c"],
-                         "train_cost": [0.1, 0.1, 0.3], "val_cost": [0.2, 0.2, 0.4], "basin": [0, 0, 1]})
+                         "train_cost": [0.1, 0.1, 0.3], "val_cost": [0.2, 0.2, 0.4], "basin": [0, 0, 1],
+                         "basin_aligned": [0, 0, 0]})
     return L.Minima(runs, thetas, [net.params.copy(), net.params.copy(), other.params.copy()], net, X,
                     encode_targets(net, y), y, "cross_entropy")
 
@@ -120,17 +121,25 @@ def test_error_barriers_are_symmetric_with_zero_diagonal_and_nan_for_regression(
 
 def test_pairs_split_by_initial_weights_and_measure_distances(minima):
     barriers = np.array([[0.0, 0.001, 0.5], [0.001, 0.0, 0.4], [0.5, 0.4, 0.0]])
-    pairs = L.pair_frame(minima, barriers, np.zeros((3, 3)))
+    aligned = np.array([[0.0, 0.001, 0.02], [0.001, 0.0, 0.01], [0.02, 0.01, 0.0]])
+    pairs = L.pair_frame(minima, barriers, np.zeros((3, 3)), aligned)
     assert list(pairs["kind"]) == [L.SAME, L.OTHER, L.OTHER]
+    assert list(pairs["barrier_aligned"]) == [0.001, 0.02, 0.01] and pairs["same_basin_aligned"].all()
     assert pairs.loc[0, "distance"] == pytest.approx(1e-3 * np.sqrt(minima.net.n_params))
     assert pairs.loc[0, "distance_at_init"] == 0.0 and pairs.loc[1, "d_val_cost"] == pytest.approx(0.2)
     table = L.pair_table(pairs).set_index("compared")
     assert table.loc[L.SAME, "pairs"] == 1 and table.loc[L.OTHER, "pairs"] == 2
     assert table.loc[L.OTHER, "barrier"] == pytest.approx(0.45) and table.loc[L.OTHER, "same_basin"] == 0.0
+    assert table.loc[L.OTHER, "barrier_aligned"] == pytest.approx(0.015)
+    assert table.loc[L.OTHER, "same_basin_aligned"] == 1.0
+    (two_seeds,) = L.judge_alignment(pairs, minima.runs).values()
+    assert two_seeds.n_seeds == 2 and two_seeds.verdict == "no detectable difference at this sample size"
+    text = L.verdict(minima.runs.assign(train_accuracy=1.0, sharpness=1.0), L.pair_table(pairs))
+    assert "Modulo permutation" in text and "2 basins become 1" in text and "0.015 on average after alignment" in text
 
 
 def test_pair_table_keeps_a_kind_without_pairs(minima):
-    pairs = L.pair_frame(minima, np.zeros((3, 3)), np.zeros((3, 3))).iloc[:1]
+    pairs = L.pair_frame(minima, np.zeros((3, 3)), np.zeros((3, 3)), np.zeros((3, 3))).iloc[:1]
     table = L.pair_table(pairs).set_index("compared")
     assert table.loc[L.OTHER, "pairs"] == 0 and np.isnan(table.loc[L.OTHER, "barrier"])
 
@@ -151,7 +160,7 @@ def _runs(basin, train_cost, train_accuracy):
 
 
 def test_local_minima_verdict_follows_basins_and_depths(minima):
-    table = L.pair_table(L.pair_frame(minima, np.zeros((3, 3)), np.zeros((3, 3))))
+    table = L.pair_table(L.pair_frame(minima, np.zeros((3, 3)), np.zeros((3, 3)), np.zeros((3, 3))))
     one = _runs([0, 0, 0, 0], [0.01] * 4, [1.0] * 4)
     assert L.verdict(one, table).startswith("**The claim does not hold here:**")
     equal = _runs([0, 0, 1, 1], [0.01, 0.011, 0.012, 0.01], [1.0] * 4)
@@ -176,11 +185,18 @@ def test_barriers_to_other_initial_weights_are_compared_with_those_between_order
     assert list(wide.index) == list(range(10)) and wide["same"].lt(0.01).all() and wide["other"].gt(0.2).all()
     tests = L.judge(pairs, runs)
     assert set(tests) == {"barrier"} and tests["barrier"].verdict == "holds" and tests["barrier"].n_seeds == 10
+    aligned = pairs.assign(barrier_aligned=np.where(pairs["kind"] == L.OTHER, 0.02, pairs["barrier"]))
+    (alignment,) = L.judge_alignment(aligned, runs).values()
+    assert alignment.verdict == "holds" and alignment.n_seeds == 10
+    assert alignment.estimate == pytest.approx(-0.28, abs=0.03)
     assert tests["barrier"].estimate == pytest.approx(0.3, abs=0.03)
     assert "barrier: holds: mean difference" in L.verdict(runs.assign(basin=runs[L.SEED], train_cost=0.01,
-                                                                      val_cost=0.1, train_accuracy=1.0,
-                                                                      sharpness=0.3),
+                                                                      val_cost=np.linspace(0.1, 0.12, 20),
+                                                                      train_accuracy=1.0,
+                                                                      sharpness=np.linspace(0.2, 0.4, 20)),
                                                           L.pair_table(pairs.assign(same_basin=False, distance=1.0,
+                                                                                    barrier_aligned=0.0,
+                                                                                    same_basin_aligned=True,
                                                                                     distance_at_init=1.0,
                                                                                     d_train_cost=0.0,
                                                                                     d_val_cost=0.0)), tests)

@@ -110,7 +110,7 @@ def test_the_report_shows_the_importances_of_the_parent_runs_artifact(study, mad
     section = page[page.index("<h2>Parameter importances</h2>"):]
     section = section[:section.index("<h2>", 5)]
     for row in artifact.itertuples():
-        assert f"<td>{report._fmt(row.fanova)}</td>" in section, row.param  # as the table prints it
+        assert f"<td>{report.format_value(row.fanova)}</td>" in section, row.param  # as the table prints it
     assert "fANOVA forests differ by up to" in section and "href='param_importances.csv'" in section
 
 
@@ -175,7 +175,7 @@ def test_the_landscape_caption_says_where_the_lowest_point_is():
 
 def test_a_km_median_left_undefined_is_said_in_place():
     table = pd.DataFrame({"optimizer": ["a", "b"], "km_median": [3.0, np.nan]})
-    assert list(report._km_explained(table)["km_median"]) == ["3", report.KM_UNDEFINED]
+    assert list(report.km_explained(table)["km_median"]) == ["3", report.KM_UNDEFINED]
 
 
 def test_the_seed_section_shows_barriers_before_and_after_alignment(made):

@@ -129,6 +129,30 @@ def test_the_pruner_is_asked_at_every_epoch_where_it_could_prune_and_only_there(
     assert [epoch for epoch in range(1, 61) if asked(epoch)] == list(epochs)
 
 
+class PruneAtEpoch(optuna.pruners.BasePruner):
+    """Prunes every trial when it has reported ``epoch``, and never before."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def prune(self, study, trial) -> bool:
+        return trial.last_step == self.epoch
+
+
+def test_a_trial_that_ran_every_epoch_completes_and_is_never_pruned_at_its_last(hydra_conf, monkeypatch):
+    """Pruning at the last epoch saves nothing: there the trial completes; one epoch earlier it is pruned."""
+    from experiments import sweep as sweep_module
+
+    every_epoch = ["sweep.pruner.name=median", "sweep.pruner.n_warmup_steps=0", "sweep.pruner.interval_steps=1"]
+    for epoch, state in ((3, S.COMPLETE), (2, S.PRUNED)):
+        monkeypatch.setattr(sweep_module, "make_pruner", lambda plan, at=epoch: PruneAtEpoch(at))
+        name = f"at-{epoch}"
+        plan = plan_for(*QUICK, *every_epoch, "sweep.n_trials=2", f"study_name={name}",
+                        'sweep.params={optimizer: sgd, optimizer.lr: "interval(0.1, 0.3)", train.epochs: 3}')
+        work(plan)
+        assert [t.state for t in load(hydra_conf, name).trials] == [state] * 2
+
+
 @pytest.mark.parametrize("overrides, rungs", [
     ([], [7, 21, 63, 189]),  # the default: successive halving, rungs at 7 and 21 for trials of up to 60 epochs
     (["sweep.pruner.min_early_stopping_rate=1"], [21, 63, 189]),

@@ -20,7 +20,7 @@ from sklearn.preprocessing import StandardScaler
 
 from nncore import Network
 
-from ..stats import HOLDS, holm, paired
+from ..stats import DOES_NOT_HOLD, HOLDS, holm, paired
 from .common import Findings, StudyData, verdict_list
 
 CLAIM = "Do intermediate layers build up in an explainable way?"
@@ -269,9 +269,12 @@ def verdict(table: pd.DataFrame, filters: pd.Series | None = None, tests: dict |
         head = ("**The claim holds here:** the hidden units grow more class-selective layer by layer, more than at "
                 "the random initial weights, and the class stays linearly decodable where random layers lose it.")
     elif learned:
+        falling = deeper is not None and deeper.verdict == DOES_NOT_HOLD
         head = ("**The claim holds only in part:** training keeps the class linearly decodable through the layers "
-                "where random layers lose it, but the hidden units do not grow detectably more class-selective "
-                "with depth" + (" or than at the random start." if not above else "."))
+                "where random layers lose it, but the hidden units "
+                + ("grow detectably less class-selective with depth" if falling else
+                   "do not grow detectably more class-selective with depth")
+                + (" and are no more selective than at the random start." if not above else "."))
     elif rising and above:
         head = ("**The claim holds only in part:** the hidden units grow more class-selective with depth, but the "
                 "class is no better decodable from the deeper layers than from random ones.")

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from nncore import Network
 
+from ..alignment import aligned_pairwise_barriers
 from ..minima import (
     INTERPOLATION_ALPHAS,
     barrier,
@@ -68,13 +69,27 @@ def findings(study: StudyData) -> Findings:
     matrix = pairwise_barriers(minima.net, minima.thetas, minima.X, minima.Y, minima.cost, N_ALPHAS,
                                labels=runs["label"])
     runs["basin"] = basins(matrix.to_numpy(), BASIN_TOL)
+    aligned, _ = aligned_pairwise_barriers(minima.net, minima.thetas, minima.X, minima.Y, minima.cost, N_ALPHAS,
+                                           labels=runs["label"])
+    runs["basin_aligned"] = basins(aligned.to_numpy(), BASIN_TOL)
     runs["sharpness"], kinks = sharpnesses(minima)
-    pairs = pair_frame(minima, matrix.to_numpy(), error_barriers(minima))
+    pairs = pair_frame(minima, matrix.to_numpy(), error_barriers(minima), aligned.to_numpy())
     table = pair_table(pairs)
-    figures = {"barriers": barrier_figure(matrix), "interpolation": interpolation_figure(minima, pairs),
-               "costs": costs_figure(runs)}
-    tests = judge(pairs, runs)
+    figures = {"barriers": barrier_figure(matrix), "barriers_aligned": barrier_figure(aligned, aligned=True),
+               "interpolation": interpolation_figure(minima, pairs), "costs": costs_figure(runs)}
+    tests = {**judge(pairs, runs), **judge_alignment(pairs, runs)}
     return Findings("local_minima", CLAIM, verdict(runs, table, tests), table, figures, notes(study, minima, kinks))
+
+
+def judge_alignment(pairs: pd.DataFrame, runs: pd.DataFrame) -> dict:
+    """``{"alignment": Verdict}``: per initial weights (``train.seed``), the mean barrier to other initial
+    weights after weight matching minus the mean before, paired by seed (claim: lower;
+    analysis.stats.paired). Each pair enters the means of both its seeds: the interval is a rough one."""
+    if (pairs["kind"] == OTHER).sum() < 2:
+        return {}
+    after = per_seed_barriers(pairs, runs, "barrier_aligned")["other"]
+    before = per_seed_barriers(pairs, runs, "barrier")["other"]
+    return {"alignment": paired(after, before, "lower", label="aligned barrier − barrier, other initial weights")}
 
 
 def per_seed_barriers(pairs: pd.DataFrame, runs: pd.DataFrame, column: str = "barrier") -> pd.DataFrame:
@@ -154,9 +169,10 @@ def sharpnesses(minima: Minima) -> tuple[np.ndarray, int]:
     return np.asarray(values), warned
 
 
-def pair_frame(minima: Minima, barriers: np.ndarray, errors: np.ndarray) -> pd.DataFrame:
+def pair_frame(minima: Minima, barriers: np.ndarray, errors: np.ndarray, aligned: np.ndarray) -> pd.DataFrame:
     """One row per pair i < j of minima: ``a``, ``b`` (row numbers of ``minima.runs``), ``kind``
-    (SAME or OTHER), ``barrier``, ``error_barrier``, ``same_basin``, ``distance`` and
+    (SAME or OTHER), ``barrier``, ``error_barrier``, ``same_basin``, ``barrier_aligned`` and
+    ``same_basin_aligned`` (modulo permutation: b's hidden units matched to a's), ``distance`` and
     ``distance_at_init`` (L2 between the final and between the initial parameters), ``d_train_cost``
     and ``d_val_cost`` (absolute difference of the final costs)."""
     runs = minima.runs
@@ -166,7 +182,8 @@ def pair_frame(minima: Minima, barriers: np.ndarray, errors: np.ndarray) -> pd.D
             a, b = runs.iloc[i], runs.iloc[j]
             rows.append({"a": i, "b": j, "kind": SAME if a[SEED] == b[SEED] else OTHER,
                          "barrier": barriers[i, j], "error_barrier": errors[i, j],
-                         "same_basin": a["basin"] == b["basin"],
+                         "same_basin": a["basin"] == b["basin"], "barrier_aligned": aligned[i, j],
+                         "same_basin_aligned": a["basin_aligned"] == b["basin_aligned"],
                          "distance": np.linalg.norm(minima.thetas[i] - minima.thetas[j]),
                          "distance_at_init": np.linalg.norm(minima.starts[i] - minima.starts[j]),
                          "d_train_cost": abs(a["train_cost"] - b["train_cost"]),
@@ -182,6 +199,7 @@ def pair_table(pairs: pd.DataFrame) -> pd.DataFrame:
         pairs=("barrier", "size"), barrier=("barrier", "mean"), barrier_std=("barrier", "std"),
         barrier_min=("barrier", "min"), barrier_max=("barrier", "max"), error_barrier=("error_barrier", "mean"),
         error_barrier_max=("error_barrier", "max"), same_basin=("same_basin", "mean"),
+        barrier_aligned=("barrier_aligned", "mean"), same_basin_aligned=("same_basin_aligned", "mean"),
         distance=("distance", "mean"), distance_at_init=("distance_at_init", "mean"),
         d_train_cost=("d_train_cost", "mean"), d_val_cost=("d_val_cost", "mean"))
     table = grouped.reindex([SAME, OTHER]).rename_axis("compared").reset_index()
@@ -199,13 +217,13 @@ def init_share(runs: pd.DataFrame, metric: str) -> float:
 
 
 # ---------------------------------------------------------------------------- figures
-def barrier_figure(matrix: pd.DataFrame) -> Figure:
-    """The barrier heatmap, minima labelled ``s<seed>/o<order>``."""
+def barrier_figure(matrix: pd.DataFrame, aligned: bool = False) -> Figure:
+    """The barrier heatmap, minima labelled ``s<seed>/o<order>`` (``aligned``: modulo permutation)."""
     side = max(5.0, 0.3 * len(matrix) + 2.5)
     ax = Figure(figsize=(side + 1, side), layout="constrained").add_subplot()
     plot_barrier_heatmap(matrix, ax=ax)
     ax.tick_params(axis="x", labelrotation=90)
-    ax.set_title("barrier (max_end variant), training cost")
+    ax.set_title("barrier (max_end variant), training cost" + (", after weight matching" if aligned else ""))
     return ax.figure
 
 
@@ -266,10 +284,30 @@ def verdict(runs: pd.DataFrame, table: pd.DataFrame, tests: dict | None = None) 
         head = (f"**The claim holds only in part:** the {len(runs)} runs fall into {n_basins} basins "
                 f"({_basin_origin(runs)}), but the minima are equally good on the training set.")
     parts = [head, *(_pairs(rows.loc[kind], kind) for kind in (SAME, OTHER) if rows.loc[kind, "pairs"])]
+    tests = dict(tests or {})
+    alignment = tests.pop("alignment", None)
     if tests:
         parts.append("Barrier to other initial weights − barrier between orders of the same, per initial weights "
                      "(paired by seed, 95 % t interval): " + "; ".join(v.sentence() for v in tests.values()) + ".")
+    if "basin_aligned" in runs:
+        parts.append(_modulo_permutation(runs, rows, alignment))
     return " ".join([*parts, _training(runs, worse), _validation(runs, rows)])
+
+
+def _modulo_permutation(runs: pd.DataFrame, rows: pd.DataFrame, alignment) -> str:
+    """What weight matching (Ainsworth et al. 2023) makes of the basins: how many remain, and the barrier
+    between minima from different initial weights before and after."""
+    before, after = int(runs["basin"].max()) + 1, int(runs["basin_aligned"].max()) + 1
+    text = (f"Modulo permutation (each pair's second minimum's hidden units matched to the first's by weight "
+            f"matching): {before} basin{'s' if before > 1 else ''} become {after}")
+    if rows.loc[OTHER, "pairs"]:
+        other = rows.loc[OTHER]
+        text += (f"; between different initial weights the barrier is {other['barrier_aligned']:.2g} on average "
+                 f"after alignment against {other['barrier']:.2g} before, {other['same_basin_aligned']:.0%} of the "
+                 "pairs in one basin")
+    if alignment is not None:
+        text += f" ({alignment.sentence()})"
+    return text + "."
 
 
 def _worse(runs: pd.DataFrame) -> bool:
