@@ -141,6 +141,32 @@ def log_finals(callback, finals: dict) -> None:
         mlflow.log_metrics(finals)
 
 
+def report_epoch(trial, callback, metric: str, epoch: int, last: int, metrics: dict, kept: dict | None,
+                 restore_best: bool) -> tuple[dict, bool]:
+    """A peer's epoch as the harness treats one: ``metrics`` become the trial's result when they are
+    its best so far (``restore_best``: lowest val_cost; else always), the result is reported to the
+    pruner, and before the ``last`` epoch a prune logs the result and raises ``TrialPruned``.
+    Returns (the result, whether this epoch's weights must be kept)."""
+    import optuna
+
+    better = kept is None or not restore_best or metrics["val_cost"] < kept["val_cost"]
+    kept = metrics if better else kept
+    trial.report(kept[metric], epoch)
+    if epoch < last and trial.should_prune():
+        log_finals(callback, kept)
+        raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+    return kept, better and restore_best
+
+
+def trial_result(trial, callback, metric: str, kept: dict, test: dict) -> float:
+    """The trial's finals (its result and the ``test`` metrics) as user attrs and in MLflow; its objective."""
+    finals = {**kept, **test}
+    for key, value in finals.items():
+        trial.set_user_attr(key, value)
+    log_finals(callback, finals)
+    return kept[metric]
+
+
 def count_mlflow_runs(workdir: Path) -> int:
     path = workdir / "mlflow.db"
     if not path.exists():
@@ -238,21 +264,12 @@ def torch_main(n_trials: int, workdir: Path, overrides: list[str], epochs: int |
             metrics = {"train_cost": total / n, **evaluate(model, "val")}
             if not all(math.isfinite(v) for v in metrics.values()):
                 raise ValueError(f"training diverged at epoch {epoch}")
-            if kept is None or not restore_best or metrics["val_cost"] < kept["val_cost"]:
-                kept = metrics
-                if restore_best:
-                    kept_state = copy.deepcopy(model.state_dict())
-            trial.report(kept[metric], epoch)
-            if trial.should_prune():
-                log_finals(callback, kept)
-                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+            kept, keep = report_epoch(trial, callback, metric, epoch, p["train.epochs"], metrics, kept, restore_best)
+            if keep:
+                kept_state = copy.deepcopy(model.state_dict())
         if kept_state is not None:
             model.load_state_dict(kept_state)
-        finals = {**kept, **evaluate(model, "test")}
-        for key, value in finals.items():
-            trial.set_user_attr(key, value)
-        log_finals(callback, finals)
-        return kept[metric]
+        return trial_result(trial, callback, metric, kept, evaluate(model, "test"))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = make_study(cfg, space, fixed)
@@ -311,21 +328,12 @@ def sklearn_main(n_trials: int, workdir: Path, overrides: list[str], epochs: int
             if not math.isfinite(clf.loss_):
                 raise ValueError(f"training diverged at epoch {epoch}")
             metrics = {"train_cost": float(clf.loss_), **evaluate(clf, "val")}
-            if kept is None or not restore_best or metrics["val_cost"] < kept["val_cost"]:
-                kept = metrics
-                if restore_best:
-                    kept_weights = copy.deepcopy((clf.coefs_, clf.intercepts_))
-            trial.report(kept[metric], epoch)
-            if trial.should_prune():
-                log_finals(callback, kept)
-                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+            kept, keep = report_epoch(trial, callback, metric, epoch, p["train.epochs"], metrics, kept, restore_best)
+            if keep:
+                kept_weights = copy.deepcopy((clf.coefs_, clf.intercepts_))
         if kept_weights is not None:
             clf.coefs_, clf.intercepts_ = kept_weights
-        finals = {**kept, **evaluate(clf, "test")}
-        for key, value in finals.items():
-            trial.set_user_attr(key, value)
-        log_finals(callback, finals)
-        return kept[metric]
+        return trial_result(trial, callback, metric, kept, evaluate(clf, "test"))
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = make_study(cfg, space, fixed)

@@ -303,27 +303,23 @@ def _signed_range(values) -> str:
 # ---------------------------------------------------------------------------- figures
 def sensitivity_figure(runs: pd.DataFrame) -> Figure:
     """Mean best validation cost against the learning rate, one line per optimizer (log-log)."""
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.add_subplot()
-    complete = runs.loc[runs["state"] == "COMPLETE"]
-    for name, rows in complete.groupby("optimizer"):
-        mean = rows.groupby(LR)["best_val_cost"].mean()
-        ax.plot(mean.index, mean.to_numpy(), marker="o", label=name)
-    ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="best val cost (mean over seeds)",
-           title="sensitivity to the learning rate")
-    ax.legend(fontsize=8)
-    return fig
+    return by_rate_figure(runs, "best_val_cost", "best val cost (mean over seeds)", "sensitivity to the learning rate")
 
 
 def steps_figure(runs: pd.DataFrame, tau: float) -> Figure:
     """Mean steps to training cost ≤ τ (unreached runs at their budget) against the learning rate."""
+    return by_rate_figure(runs, "steps_or_budget", f"steps to train cost ≤ {tau:g} (mean)",
+                          "speed against the learning rate")
+
+
+def by_rate_figure(runs: pd.DataFrame, column: str, ylabel: str, title: str) -> Figure:
+    """The complete runs' mean ``column`` against the learning rate, one line per optimizer (log-log)."""
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
     complete = runs.loc[runs["state"] == "COMPLETE"]
     for name, rows in complete.groupby("optimizer"):
-        mean = rows.groupby(LR)["steps_or_budget"].mean()
+        mean = rows.groupby(LR)[column].mean()
         ax.plot(mean.index, mean.to_numpy(), marker="o", label=name)
-    ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel=f"steps to train cost ≤ {tau:g} (mean)",
-           title="speed against the learning rate")
+    ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel=ylabel, title=title)
     ax.legend(fontsize=8)
     return fig
