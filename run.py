@@ -14,7 +14,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from experiments import composition
 from experiments.config import SCHEMA_PREFIX, register_configs
-from experiments.tracking.process import prestart
 from experiments.urls import mask_password
 
 register_configs()
@@ -38,8 +37,6 @@ def main(cfg: DictConfig) -> None:
     _restore_full_error()  # composed: errors of the run itself get Hydra's usual report
     overrides = list(HydraConfig.get().overrides.task)
     _refuse_schemas(HydraConfig.get().runtime.choices)
-    composition.prestart(cfg, overrides)  # a process composes each searched group option's config (~0.1 s each),
-    prestart(cfg, after=composition.composing())  # then the tracking process imports MLflow (~2 s)
     from experiments.cli import run
 
     _mask_saved_config()
@@ -131,6 +128,9 @@ if __name__ == "__main__":
         os.environ["HYDRA_FULL_ERROR"] = "1"  # composition errors reach the handler below, not Hydra's printer
     try:
         main()
+    except KeyboardInterrupt:  # Ctrl-C while starting up (the trials, once they run, handle it themselves)
+        print("error: interrupted (Ctrl-C)", file=sys.stderr)
+        sys.exit(130)
     except (HydraException, OmegaConfBaseException) as err:
         if USER_FULL_ERROR is not None or os.environ.get("HYDRA_FULL_ERROR") != "1":
             raise

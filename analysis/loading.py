@@ -23,8 +23,9 @@ several), one column per searched hyperparameter named by its config key (``opti
 ``optimizer.lr``, ...), any ``config_keys`` asked for, the final metrics (``train_cost``,
 ``val_cost``, ``train_accuracy``, ``val_accuracy``, ``test_cost``, ``test_accuracy``,
 ``epochs_run``, ``n_params``, and ``restored_epoch``: with ``train.restore_best`` the result is that
-epoch's, not the curves' last), ``seed``, ``duration_s``, ``reason`` (why it was pruned or
-failed) and ``run_id`` (its MLflow run; missing when tracking lost it).
+epoch's, not the curves' last; MLflow keeps these as the runs' tags and ``n_params`` param, or as
+one-step metrics in runs logged before that layout: both are read), ``seed``, ``duration_s``,
+``reason`` (why it was pruned or failed) and ``run_id`` (its MLflow run; missing when tracking lost it).
 
 ``load_curves``: the long frame of :mod:`analysis.convergence`: ``trial`` (int), ``epoch`` (int,
 1-based), ``metric`` (str), ``value`` (float), one row per (trial, epoch, metric), sorted.
@@ -48,7 +49,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import nncore
 from experiments.storage import describe, is_rdb, open_storage
-from experiments.tracking import EPOCH_METRICS, PARENT_ATTR, RESTORED, STORAGE_TAG
+from experiments.tracking import EPOCH_METRICS, PARENT_ATTR, STORAGE_TAG, logged_results, run_result
 from experiments.urls import absolute_uri, mask_password, sqlite_file
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -328,7 +329,7 @@ def _parse_list(text, default: list) -> list:
     return [str(v) for v in value] if isinstance(value, list) and value else default
 
 
-def _child_runs(client, record: StudyRecord) -> tuple[list, list]:
+def child_runs(client, record: StudyRecord) -> tuple[list, list]:
     """(trial runs, seed-robustness runs) under the study's parent run."""
     runs = _search_all(client, [record.experiment_id], f"tags.`{PARENT_TAG}` = '{record.parent_run_id}'")
     seeds = [r for r in runs if r.data.tags.get("kind") == SEED_KIND]
@@ -347,7 +348,7 @@ def _config_value(params: dict, key: str):
 def _mlflow_trials(runs: list, record: StudyRecord, keys: list[str]) -> pd.DataFrame:
     rows = []
     for run in runs:
-        tags, metrics = run.data.tags, _results(run.data.metrics)
+        tags, metrics = run.data.tags, _results(run.data)
         row = {"trial": int(tags[TRIAL_TAG]), "state": tags.get("optuna.trial_state"), "run_id": run.info.run_id,
                "_start": run.info.start_time or 0}
         complete = row["state"] == "COMPLETE"  # only a complete trial has an objective value
@@ -370,11 +371,11 @@ def _mlflow_trials(runs: list, record: StudyRecord, keys: list[str]) -> pd.DataF
     return frame.drop(columns="_start")
 
 
-def _results(metrics: dict[str, float]) -> dict[str, float]:
-    """A trial run's latest metrics with its result in place of the curves' last points: the
-    ``restored_<name>`` of a run that kept its best epoch (``train.restore_best``)."""
-    return {**metrics, **{k[len(RESTORED):]: v for k, v in metrics.items()
-                          if k.startswith(RESTORED) and k[len(RESTORED):] in EPOCH_METRICS}}
+def _results(data) -> dict[str, float]:
+    """A trial run's latest metrics and final numbers (``data``: its ``RunData``), the kept epoch's values
+    (``restored_<name>``, ``train.restore_best``) in place of the curves' last points. The final numbers
+    are params and tags, or one-step metrics in runs logged before (``logged_results`` reads both)."""
+    return run_result(logged_results(data.metrics, data.params, data.tags), data.metrics)
 
 
 def _optuna_trials(study, keys: list[str]) -> pd.DataFrame:
@@ -413,7 +414,7 @@ def load_trials(study: str | StudyRecord | None = None, tracking_uri: str = DEFA
         for t in optuna_study.get_trials(deepcopy=False):
             searched += [k for k in t.params if k not in searched]
     keys = searched + [k for k in config_keys if k not in searched]
-    runs, _ = _child_runs(client, record)
+    runs, _ = child_runs(client, record)
     from_mlflow = _mlflow_trials(runs, record, keys)
     from_optuna = _optuna_trials(optuna_study, searched) if optuna_study is not None else pd.DataFrame()
     if from_mlflow.empty and from_optuna.empty:
@@ -459,7 +460,7 @@ def trial_runs(study: str | StudyRecord | None = None, tracking_uri: str = DEFAU
                     parent=record.parent_run_id)
         rows = [(run, int(trial), start or 0) for run, trial, start in rows if str(trial).isdigit()]
     else:
-        runs, _ = _child_runs(client_for(record.tracking_uri), record)
+        runs, _ = child_runs(client_for(record.tracking_uri), record)
         rows = [(r.info.run_id, int(r.data.tags[TRIAL_TAG]), r.info.start_time or 0) for r in runs]
     frame = pd.DataFrame(rows, columns=["run_id", "trial", "start"])
     frame = frame.sort_values("start", kind="stable").drop_duplicates("trial", keep="last")

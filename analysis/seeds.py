@@ -34,7 +34,7 @@ import yaml
 from omegaconf import OmegaConf
 
 import nncore
-from experiments.tracking import final_metrics
+from experiments.tracking import final_metrics, result_records
 
 from .alignment import aligned_pairwise_barriers
 from .convergence import final_spread
@@ -44,7 +44,7 @@ from .loading import (
     PARENT_TAG,
     SEED_KIND,
     StudyRecord,
-    _child_runs,
+    child_runs,
     client_for,
     find_study,
     load_run,
@@ -250,7 +250,7 @@ def at_kept_epochs(runs: pd.DataFrame, curves: pd.DataFrame, restore_best: set) 
 # ---------------------------------------------------------------------------- MLflow
 def _logged_seed_runs(client, record: StudyRecord) -> dict[tuple[str, int], str]:
     """(source run id, seed) → run id of the FINISHED seed-robustness runs under the study's parent."""
-    _, seeds = _child_runs(client, record)
+    _, seeds = child_runs(client, record)
     found = {}
     for run in sorted(seeds, key=lambda r: r.info.start_time or 0):
         tags = run.data.tags
@@ -261,7 +261,7 @@ def _logged_seed_runs(client, record: StudyRecord) -> dict[tuple[str, int], str]
 
 def _log_seed_run(client, record: StudyRecord, cfg, source, art, result) -> str:
     """Record a retrained seed as a child of the study's parent run; returns its run id."""
-    from mlflow.entities import Metric, Param
+    from mlflow.entities import Metric, Param, RunTag
 
     from experiments.config import flatten
     from experiments.plots import render_curves
@@ -276,15 +276,18 @@ def _log_seed_run(client, record: StudyRecord, cfg, source, art, result) -> str:
     run = client.create_run(record.experiment_id, tags=tags, run_name=name)
     run_id = run.info.run_id
     try:
-        params = [Param(k, str(v)) for k, v in flatten(cfg).items()]
+        data = art.data
+        final = {**result.evaluate(data.X_test, data.y_test, art.cost, "test"), **final_metrics(result.final)}
+        last_epoch = {k: v for k, v in result.history.epochs[-1].as_dict().items() if k in CURVE_METRICS}
+        values, results, result_tags = result_records(final, last_epoch, list(record.objective))  # as a trial's
+        params = [Param(k, str(v)) for k, v in {**flatten(cfg), **results}.items()]
         for lo in range(0, len(params), MAX_PARAMS_PER_BATCH):
             client.log_batch(run_id, params=params[lo:lo + MAX_PARAMS_PER_BATCH])
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in result_tags.items()])
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, m.epoch) for m in result.history.epochs
                    for k, v in m.as_dict().items() if k in CURVE_METRICS]
-        data = art.data
-        final = {**result.evaluate(data.X_test, data.y_test, art.cost, "test"), **final_metrics(result.final)}
-        metrics += [Metric(k, float(v), now, int(result.final["epochs_run"])) for k, v in final.items()]
+        metrics += [Metric(k, v, now, int(result.final["epochs_run"])) for k, v in values.items()]
         for lo in range(0, len(metrics), MAX_METRICS_PER_BATCH):
             client.log_batch(run_id, metrics=metrics[lo:lo + MAX_METRICS_PER_BATCH])
         folder = tempfile.mkdtemp(prefix="nnsweep-seed-")

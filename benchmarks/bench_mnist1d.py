@@ -40,6 +40,7 @@ This is a script that prints figures, not a test: nothing here fails on a MISS.
 
 import argparse
 import copy
+import functools
 import json
 import math
 import os
@@ -100,28 +101,35 @@ def make_study(cfg, space, fixed):
 
 
 def trial_values(trial, space, fixed) -> dict:
-    """The trial's sampled values (``experiments.search_space.suggest``) and the fixed ones, by dotted key."""
+    """The trial's sampled values (``experiments.search_space.suggest``) and the fixed ones, by dotted key;
+    a ``tag(relative, ...)`` factor times the chosen optimizer's configured value (``optimizer.lr``: its
+    default), as ``experiments.sweep.trial_values`` does."""
     import yaml
 
-    from experiments.search_space import suggest
+    from experiments.search_space import scale_relative, suggest
 
-    return {**{key: yaml.safe_load(text) for key, text in fixed.items()}, **suggest(trial, space)}  # "90" -> 90
+    values = {**{key: yaml.safe_load(text) for key, text in fixed.items()}, **suggest(trial, space)}  # "90" -> 90
+    configured = optimizer_values(values["optimizer"])
+    return scale_relative(values, space, lambda key: configured.get(key.removeprefix("optimizer.")))
 
 
-def optimizer_settings(space: dict) -> dict[str, dict]:
-    """Our optimizers' hyperparameters other than lr and weight decay: each schema's defaults (made from
-    nncore's) under what ``conf/optimizer/NAME.yaml`` sets (a Hydra compose each would cost seconds)."""
+@functools.cache
+def optimizer_values(name: str) -> dict:
+    """Optimizer ``name``'s hyperparameters: its schema's defaults (made from nncore's) under what
+    ``conf/optimizer/NAME.yaml`` sets (a Hydra compose each would cost seconds)."""
     from omegaconf import OmegaConf
 
     from experiments.config import OPTIMIZER_SCHEMAS
 
-    settings = {}
-    for name in space["optimizer"].choices:
-        own = OmegaConf.load(ROOT / "conf" / "optimizer" / f"{name}.yaml")
-        own.pop("defaults", None)
-        values = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(OPTIMIZER_SCHEMAS[name]()), own))
-        settings[name] = {k: v for k, v in values.items() if k not in ("name", "lr", "weight_decay")}
-    return settings
+    own = OmegaConf.load(ROOT / "conf" / "optimizer" / f"{name}.yaml")
+    own.pop("defaults", None)
+    return OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(OPTIMIZER_SCHEMAS[name]()), own))
+
+
+def optimizer_settings(space: dict) -> dict[str, dict]:
+    """Our optimizers' hyperparameters other than lr and weight decay (:func:`optimizer_values`)."""
+    return {name: {k: v for k, v in optimizer_values(name).items() if k not in ("name", "lr", "weight_decay")}
+            for name in space["optimizer"].choices}
 
 
 def mlflow_callback(workdir: Path, metric: str):

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 import nncore
 
-from .composition import COLLECT_WAIT, SweepError, check_space, collect, make_plan
+from .composition import SweepError, check_space, make_plan
 from .config import OPTIMIZER_SCHEMAS, Config, ConfigError, TrackingConfig, resolve_task, split_seed, validate
 from .data import DataError, load_dataset
 from .search_space import SearchSpaceError
@@ -18,6 +18,7 @@ from .storage import describe
 from .sweep import (
     INTERRUPTED,
     add_study_seconds,
+    code_mismatch,
     connect,
     count_failures,
     fail_dead_trials,
@@ -150,7 +151,6 @@ def sweep(cfg: DictConfig, overrides: list[str]) -> int:
     """``mode=sweep``: run (or resume) the study to ``sweep.n_trials`` and summarise it."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the summary say it (as workers do)
     plan = make_plan(cfg, overrides)
-    collect(plan, COLLECT_WAIT)  # the configs composed ahead: the checks, then the trials, use them
     check_space(plan)  # a key or value no trial could run stops here, before any study or run is made
     if "val_accuracy" in plan.metrics and resolve_task(cfg.data) == "regression":
         raise ConfigError("sweep.objective.metrics: val_accuracy needs a classification data set")
@@ -159,6 +159,10 @@ def sweep(cfg: DictConfig, overrides: list[str]) -> int:
     tracker.check()  # an unreachable tracking store stops here, before the study is made
     storage = connect(plan)
     study = open_study(plan, storage=storage)
+    mismatch = code_mismatch(study)
+    if mismatch:  # sweep.allow_code_mismatch=false: open_study refused it
+        print(f"warning: {mismatch}; its trials join the study (sweep.allow_code_mismatch=false refuses that)",
+              file=sys.stderr)
     fail_dead_trials(study, storage)
     tracker.start_study(study, cfg)
     total = min(cfg.sweep.n_trials, grid_size(plan) or cfg.sweep.n_trials)  # a grid ends with its last point
@@ -178,7 +182,6 @@ def sweep(cfg: DictConfig, overrides: list[str]) -> int:
             bar.set_postfix(best=f"{best:.4g}", pruned=counts["pruned"], failed=counts["failed"], refresh=False)
         bar.refresh()
 
-    collect(plan, COLLECT_WAIT)  # the configs composed ahead: before the first trial, and before workers fork
     try:
         if cfg.sweep.n_workers == 1:
             work(plan, 0, on_progress, tracker)

@@ -2,24 +2,15 @@
 
 Hydra composes the config of each combination of sampled config groups (``optimizer=adam``) once
 per process (~0.1 s each, as much as a short trial); the sampled plain values are then set on a
-copy as Hydra sets them. ``prestart`` lets run.py fork a process that composes every such
-combination while run.py itself still starts up, and hands them over through a pipe.
-This module imports neither scikit-learn nor the tracking code: run.py loads it before forking.
+copy as Hydra sets them.
 """
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import math
-import multiprocessing
-import os
 import pickle
-import signal
-import time
-from contextlib import suppress
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 
 from hydra import compose
 from hydra.core.global_hydra import GlobalHydra
@@ -32,8 +23,7 @@ from optuna.distributions import CategoricalDistribution
 from .config import SCHEMA_PREFIX, ConfigError, validate
 from .search_space import SearchSpaceError, as_overrides, grid_of, parse_search_space
 
-MAX_PRECOMPOSED = 32  # combinations of group options composed ahead; a larger product is left to the trials
-COLLECT_WAIT = 2.0  # seconds run.py waits for the composer's last configs before its trials (~0.1 s each)
+MAX_CHECKED = 32  # combinations of group options check_space composes; beyond that, each option once
 
 
 class SweepError(RuntimeError):
@@ -49,7 +39,6 @@ class SweepPlan:
     space: dict                    # key -> optuna distribution
     fixed: dict[str, str] = field(default_factory=dict)
     via_hydra: dict[str, bool] = field(default_factory=dict)  # searched key -> set by Hydra's composition
-    precomposed: bool = False  # a composer prestarted with the same overrides composes ahead (``prestart``)
     composed: dict = field(default_factory=dict, repr=False)  # group overrides -> pickled config, per process
     parsed: dict = field(default_factory=dict, repr=False)     # override text -> Hydra's parse (cache)
 
@@ -77,8 +66,6 @@ def make_plan(cfg: DictConfig, overrides: list[str]) -> SweepPlan:
         grid_of(space)
     if len(plan.metrics) > 1 and cfg.sweep.pruner.name != "none":
         raise SweepError("pruning needs a single objective: set sweep.pruner.name=none for several metrics")
-    plan.precomposed = _prestarted is not None and _prestarted.overrides == overrides
-    collect(plan)
     return plan
 
 
@@ -109,7 +96,7 @@ def check_space(plan: SweepPlan) -> None:
     plain = {key: _trial_values(dist) for key, dist in plan.space.items() if key not in groups}
     first = {key: values[0] for key, values in plain.items()}
     chosen = {key: values[0] for key, values in groups.items()}
-    if math.prod(len(v) for v in groups.values()) <= MAX_PRECOMPOSED:  # the composer made them all ahead
+    if math.prod(len(v) for v in groups.values()) <= MAX_CHECKED:
         combinations = [dict(zip(groups, c)) for c in itertools.product(*groups.values())]
     else:  # each option once, the other groups at their first
         combinations = [{**chosen, key: option} for key, options in groups.items() for option in options]
@@ -162,8 +149,6 @@ def compose_trial(plan: SweepPlan, values: dict) -> DictConfig:
             settings.append((override.key_or_group, override.value(), override.input_line))
     key = tuple(groups)
     if key not in plan.composed:
-        collect(plan)  # what the composer sent since
-    if key not in plan.composed:
         plan.composed[key] = pickle.dumps(compose(config_name="config", overrides=_overrides(plan, key)))
     cfg = pickle.loads(plan.composed[key])  # a deep copy at a third of copy.deepcopy's cost
     for name, value, line in settings:
@@ -192,116 +177,3 @@ def _via_hydra(key: str) -> bool:
 
 def _overrides(plan: SweepPlan, groups: tuple[str, ...]) -> list[str]:
     return plan.base_overrides + as_overrides(plan.fixed) + list(groups)
-
-
-def group_choices(plan: SweepPlan) -> list[tuple[str, ...]]:
-    """Every combination of the options of the searched config groups, as ``compose_trial`` keys
-    (``[("optimizer=sgd",), ...]`` for the default space; ``[()]`` when no group is searched)."""
-    options = []
-    for key, dist in plan.space.items():
-        if plan.via_hydra[key]:
-            if not isinstance(dist, CategoricalDistribution):
-                return []
-            options.append([as_overrides({key: choice})[0] for choice in dist.choices])
-    return list(itertools.product(*options))
-
-
-# ---------------------------------------------------------------------------- composing ahead
-@dataclass
-class Composer:
-    """The prestarted composing process and the pipe it sends ``(group overrides, pickled config)`` on."""
-
-    overrides: list[str]
-    process: multiprocessing.Process
-    inbox: Connection
-    done: object  # a multiprocessing.Event, set when the process has composed everything it will
-    owner: int
-
-    def collect(self, plan: SweepPlan, wait: float = 0.0) -> None:
-        """Put the configs sent so far into ``plan.composed``, waiting up to ``wait`` seconds for the rest
-        (only the launching process reads the pipe: a forked worker keeps what was collected before it)."""
-        if self.owner != os.getpid():
-            return
-        deadline = time.monotonic() + wait
-        with suppress(EOFError, OSError):  # the pipe ended: the process is gone, the trials compose the rest
-            while True:
-                finished = self.done.is_set()  # read first: all it sent before is in the pipe by now
-                while self.inbox.poll():
-                    groups, data = self.inbox.recv()
-                    plan.composed.setdefault(groups, data)
-                if finished or time.monotonic() >= deadline:
-                    return
-                self.inbox.poll(min(0.05, deadline - time.monotonic()))
-
-    def end(self) -> None:
-        """Stop the process if it still runs (only the launching process)."""
-        if self.owner != os.getpid():
-            return
-        if self.process.is_alive():
-            self.process.terminate()
-        self.process.join()
-        self.inbox.close()
-
-
-_prestarted: Composer | None = None
-
-
-def prestart(cfg: DictConfig, overrides: list[str]) -> None:
-    """Fork a process that composes the config of every combination of the searched groups' options
-    (at most ``MAX_PRECOMPOSED``) for this run's study; ``make_plan`` with the same overrides collects
-    them. Nothing for ``mode=train``."""
-    global _prestarted
-    if cfg.mode != "sweep" or cfg.get("replay"):
-        return
-    if _prestarted is not None:  # a --multirun job before this one
-        _prestarted.end()
-    ctx = multiprocessing.get_context("fork")
-    inbox, outbox = ctx.Pipe(duplex=False)
-    done = ctx.Event()
-    process = ctx.Process(target=_compose_ahead, args=(cfg, overrides, outbox, done), name="composer", daemon=True)
-    process.start()
-    outbox.close()
-    _prestarted = Composer(list(overrides), process, inbox, done, os.getpid())
-    atexit.unregister(end_prestarted)  # registered once
-    atexit.register(end_prestarted)
-
-
-def collect(plan: SweepPlan, wait: float = 0.0) -> None:
-    """The configs the prestarted composer of ``plan`` has sent, into ``plan.composed``; ``wait``: seconds
-    to wait for the rest (run_workers, before it forks: the workers then need not compose them)."""
-    if plan.precomposed and _prestarted is not None:
-        _prestarted.collect(plan, wait)
-
-
-def composing():
-    """The prestarted composer's ``done`` event (``multiprocessing.Event``); None without one."""
-    return None if _prestarted is None else _prestarted.done
-
-
-def prestarted() -> Composer | None:
-    """The prestarted composer of this process, None without one."""
-    return _prestarted
-
-
-def end_prestarted() -> None:
-    """Stop the prestarted composer, if any (at exit, and between --multirun jobs)."""
-    global _prestarted
-    if _prestarted is not None:
-        _prestarted.end()
-        _prestarted = None
-
-
-def _compose_ahead(cfg: DictConfig, overrides: list[str], outbox: Connection, done) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launching process's to handle
-    try:
-        plan = make_plan(cfg, overrides)
-        for groups in group_choices(plan)[:MAX_PRECOMPOSED]:
-            try:
-                composed = compose(config_name="config", overrides=_overrides(plan, groups))
-            except (HydraException, OmegaConfBaseException):
-                continue  # a trial that draws this combination composes it again and reports the error
-            outbox.send((groups, pickle.dumps(composed)))
-    except Exception:  # no traceback here: the launching process makes the same plan and reports what fails
-        return
-    finally:
-        done.set()

@@ -45,6 +45,9 @@ METRICS = ("val_cost", "val_accuracy", "train_cost", "n_params")
 # the experiments of conf/experiment/ whose findings analysis/folklore writes
 FOLKLORE = ("activations", "batch_size", "minibatch_vs_fullbatch", "optimizers", "dropout", "local_minima",
             "hidden_layers", "mnist1d_paper", "mode_connectivity")
+# their variants on another data set than the preset's: findings.name of conf/experiment/<name>.yaml
+FOLKLORE_VARIANTS = {"batch_size_mnist1d": "batch_size", "optimizers_mnist1d": "optimizers",
+                     "dropout_mnist1d": "dropout", "local_minima_mnist1d": "local_minima"}
 DIRECTIONS = ("minimize", "maximize")
 YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when PyYAML has it: 5x faster
 
@@ -185,6 +188,7 @@ class SweepConfig:
     storage: str = "optuna.journal"  # a journal file path, or an RDB URL with "://"
     max_failures: int = 10
     timeout: float | None = None  # seconds
+    allow_code_mismatch: bool = True  # False: refuse a worker whose git commit is not the study's first worker's
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
@@ -207,6 +211,7 @@ class FindingsConfig:
     is over (``analysis/folklore``): a findings table (CSV, Markdown) and figures."""
 
     experiment: str | None = None  # one of FOLKLORE; None: no findings
+    name: str | None = None  # a variant's (FOLKLORE_VARIANTS): its preset and findings folder; None: experiment
     out: str = "findings"  # folder, relative to the launch directory: <out>/<experiment>/
     seeds: int = 3  # runs per setting (the sweep's train.seed range)
     orders: int = 0  # local_minima: data orders per initial weights (train.order_seed range)
@@ -493,6 +498,11 @@ def _validate_tracking(tracking: Any) -> None:
 def _validate_findings(findings: Any) -> None:
     if findings.experiment is not None:
         _check_choice("findings.experiment", findings.experiment, FOLKLORE)
+    if findings.name is not None:
+        _check_choice("findings.name", findings.name, tuple(FOLKLORE_VARIANTS))
+        if FOLKLORE_VARIANTS[findings.name] != findings.experiment:
+            _fail(f"findings.name={findings.name} is a variant of findings.experiment="
+                  f"{FOLKLORE_VARIANTS[findings.name]}, got findings.experiment={findings.experiment}")
     if not findings.out:
         _fail(f"findings.out must not be empty, got {findings.out!r}")
     _check_min("findings.seeds", findings.seeds, 1)

@@ -7,8 +7,8 @@ importances, parallel coordinates, intermediate values: a PNG each, drawn with o
 the PNG: experiments.importance) and ``trials.csv`` into a folder, which the tracking process then
 logs on the study's parent run. No interactive page: the PNGs work offline and in MLflow's artifact
 view; optuna-dashboard on the study's storage is the interactive view (README). run.py calls it as
-the trials end, while the tracking process still writes the last trials' records; it draws in
-processes forked from run.py, which has Optuna and scikit-learn (fANOVA's forests) loaded already.
+the trials end, while the tracking process still writes the last trials' records; it draws in a
+process forked from run.py, which has Optuna and scikit-learn (fANOVA's forests) loaded already.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ from .storage import open_storage
 
 DRAW_TIMEOUT = 120.0  # seconds the study's plots may take before they are given up
 DRAW_ERROR = ".draw-error"  # the drawing process's one-line reason for failing, read back by the caller
-CHILD_ERROR = ".draw-error-child"  # the same, of the drawer's child (the slow PNGs)
-SLOW_PLOTS = ("parallel_coordinate", "intermediate_values", "pareto_front")  # drawn in a second process
 PLOT_DPI = 100
 PLOT_STYLE = {  # every study plot: readable fonts, room for the labels (saved with bbox_inches="tight")
     "figure.figsize": (9.0, 5.5), "font.size": 11, "axes.titlesize": 13, "axes.labelsize": 11,
@@ -110,8 +108,8 @@ def nice_ticks(low: float, high: float, count: int, integer: bool = False) -> li
 # ---------------------------------------------------------------------------- a study's files
 def draw_study_files(study_name: str, storage: str, metrics: list[str], folder: str, plots: bool) -> str | None:
     """``trials.csv`` and, when ``plots``, the study's plots (``plots/``: a PNG each, and the importances
-    as ``param_importances.csv``/``.json``) of the finished study into ``folder``, drawn by a forked process and
-    its child (the slowest half of the PNGs on the other core). Ctrl-C does not reach them; they are
+    as ``param_importances.csv``/``.json``) of the finished study into ``folder``, drawn by a forked process
+    (that a plot which hangs cannot hold up the study's end). Ctrl-C does not reach it; it is
     killed after ``DRAW_TIMEOUT`` seconds or when the caller is interrupted. Returns None when all was
     drawn, else why not (one line)."""
     process = multiprocessing.get_context("fork").Process(
@@ -121,10 +119,7 @@ def draw_study_files(study_name: str, storage: str, metrics: list[str], folder: 
         process.join(DRAW_TIMEOUT)
     finally:
         if process.is_alive():
-            try:
-                os.killpg(process.pid, signal.SIGKILL)  # its own process group, with its child: see _draw
-            except ProcessLookupError:  # just started, not yet in a group of its own (nor with a child)
-                process.kill()
+            process.kill()
         process.join()
     error = Path(folder, DRAW_ERROR)
     if error.exists():
@@ -138,7 +133,6 @@ def draw_study_files(study_name: str, storage: str, metrics: list[str], folder: 
 
 def _draw(study_name: str, storage: str, metrics: list[str], folder: str, plots: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the caller, which stops the drawing
-    os.setpgid(0, 0)  # a group of its own, with the child it forks: one signal ends both
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # "no complete trials" while plotting a young study
     logging.getLogger("matplotlib").setLevel(logging.WARNING)  # a new machine's "generated new fontManager"
     try:
@@ -155,26 +149,12 @@ def _draw_files(study_name: str, storage: str, metrics: list[str], folder: str, 
         return
     import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401  (before the fork below: imported once, not once per process)
     import optuna.visualization.matplotlib  # noqa: F401
 
-    out = os.path.join(folder, "plots")
-    os.makedirs(out, exist_ok=True)
-    plots = study_plots(study, metrics)
-    child_error = Path(folder, CHILD_ERROR)
-    child = _forked(child_error, write_png_plots, study, plots, out, SLOW_PLOTS)
-    failed = []
     try:
-        write_png_plots(study, plots, out, [n for n in plots if n not in SLOW_PLOTS])
-    except PlotError as err:  # the other plots are drawn all the same
-        failed.append(str(err))
-    if child is not None:
-        os.waitpid(child, 0)  # no timeout of its own: the caller ends the whole group after DRAW_TIMEOUT
-    if child_error.exists():
-        failed.append(child_error.read_text())
-        child_error.unlink()
-    if failed:
-        raise PlotError("not drawn: " + "; ".join(failed))
+        write_png_plots(study, study_plots(study, metrics), os.path.join(folder, "plots"))
+    except PlotError as err:  # the other plots were drawn all the same
+        raise PlotError(f"not drawn: {err}") from None
 
 
 class PlotError(RuntimeError):
@@ -392,37 +372,6 @@ def _failure_noted(failed: list[str], what: str):
         yield
     except Exception as err:
         failed.append(f"{what} ({_one_line(err)[:200]})")
-
-
-def _forked(error: Path, function, *args) -> int | None:
-    """``function(*args)`` in a forked child; its pid, or None when it ran here because fork failed.
-    What it raises is written to ``error`` in one line (in either case).
-    The child only reads the study and draws: no lock that another thread may hold is needed there."""
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # Python >= 3.12: fork with threads
-            pid = os.fork()
-    except OSError:
-        _told(error, function, *args)
-        return None
-    if pid == 0:
-        code = 1
-        try:
-            _told(error, function, *args)
-            code = 0
-        finally:
-            os._exit(code)
-    return pid
-
-
-def _told(error: Path, function, *args) -> None:
-    """``function(*args)``; what it raises is written to ``error``, in one line, for the drawer to read."""
-    try:
-        function(*args)
-    except Exception as err:
-        error.write_text(_one_line(err))
 
 
 def _figure_of(axes):

@@ -3,11 +3,15 @@
 ``choice(a, b, ...)`` → categorical; ``range(a, b[, step])`` → int (or float) steps from ``a``
 up to but excluding ``b``, as Python's and Hydra's ``range``; ``interval(a, b)`` → uniform float;
 ``tag(log, interval(a, b))`` → log-uniform; ``tag(int, interval(a, b))`` → integers in [a, b].
-A plain value (``model.width: 64``) is fixed for every trial. Parsing is Hydra's own.
+``tag(relative, ...)`` on an interval samples a factor: the trial's value is the factor times the key's
+value in the trial's config before the sampled plain values are set (``optimizer.lr``: the chosen
+optimizer's own default), so one range fits every optimizer. Optuna records the factor as
+``<key>/default`` (:func:`param_name`). A plain value (``model.width: 64``) is fixed for every trial.
+Parsing is Hydra's own.
 """
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -15,9 +19,39 @@ from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSw
 from hydra.errors import HydraException
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+RELATIVE = "relative"  # the tag of an interval sampled as a factor of the key's configured value
+
 
 class SearchSpaceError(ValueError):
     """A search-space entry that cannot be parsed or sampled."""
+
+
+class RelativeDistribution(FloatDistribution):
+    """``tag(relative, interval(a, b))``: a factor in [a, b] of the key's value in the trial's config."""
+
+
+def param_name(key: str, dist: BaseDistribution) -> str:
+    """The name Optuna records ``key``'s sampled value under: ``key``, or ``key/default`` for a factor."""
+    return f"{key}/default" if isinstance(dist, RelativeDistribution) else key
+
+
+def relative_keys(space: Mapping[str, BaseDistribution]) -> list[str]:
+    """The keys of ``space`` sampled as factors (``tag(relative, ...)``)."""
+    return [key for key, dist in space.items() if isinstance(dist, RelativeDistribution)]
+
+
+def scale_relative(values: Mapping[str, Any], space: Mapping[str, BaseDistribution],
+                   configured: Callable[[str], Any]) -> dict[str, Any]:
+    """``values`` with each relative key's factor times ``configured(key)``, the key's value in the
+    trial's config without the sampled plain values; ``SearchSpaceError`` when that is not a number."""
+    scaled = dict(values)
+    for key in relative_keys(space):
+        base = configured(key)
+        if isinstance(base, bool) or not isinstance(base, int | float) or not math.isfinite(base):
+            raise SearchSpaceError(f"sweep.params.{key}: tag(relative, ...) needs a configured number to scale, "
+                                   f"got {base!r}")
+        scaled[key] = float(values[key]) * base
+    return scaled
 
 
 def _categorical_value(value: Any) -> Any:
@@ -28,6 +62,8 @@ def _categorical_value(value: Any) -> Any:
 
 
 def _distribution(key: str, text: str, value) -> BaseDistribution:
+    if RELATIVE in getattr(value, "tags", ()) and not (isinstance(value, IntervalSweep) and "int" not in value.tags):
+        raise SearchSpaceError(f"sweep.params.{key}: tag(relative, ...) takes a float interval, got {text!r}")
     if isinstance(value, ChoiceSweep):
         if not value.list:
             raise SearchSpaceError(f"sweep.params.{key}: choice() needs at least one option, got {text!r}")
@@ -54,6 +90,8 @@ def _distribution(key: str, text: str, value) -> BaseDistribution:
             if math.ceil(low) > math.floor(high):
                 raise SearchSpaceError(f"sweep.params.{key}: {text!r} holds no integer")
             return IntDistribution(math.ceil(low), math.floor(high), log=log)
+        if RELATIVE in tags:
+            return RelativeDistribution(float(low), float(high), log=log)
         return FloatDistribution(float(low), float(high), log=log)
     raise SearchSpaceError(f"sweep.params.{key}: unsupported sweep {text!r}; use choice, range or interval")
 
@@ -96,15 +134,16 @@ def grid_of(space: Mapping[str, BaseDistribution]) -> dict[str, list]:
 
 
 def suggest(trial, space: Mapping[str, BaseDistribution]) -> dict[str, Any]:
-    """Sample every key of the space for an Optuna trial."""
+    """Sample every key of the space for an Optuna trial (a relative key: its factor, see :func:`scale_relative`)."""
     values = {}
     for key, dist in space.items():
+        name = param_name(key, dist)
         if isinstance(dist, CategoricalDistribution):
-            values[key] = trial.suggest_categorical(key, dist.choices)
+            values[key] = trial.suggest_categorical(name, dist.choices)
         elif isinstance(dist, IntDistribution):
-            values[key] = trial.suggest_int(key, dist.low, dist.high, step=dist.step, log=dist.log)
+            values[key] = trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
         else:
-            values[key] = trial.suggest_float(key, dist.low, dist.high, step=dist.step, log=dist.log)
+            values[key] = trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
     return values
 
 

@@ -7,7 +7,8 @@ claims a trial and retried once more (a new trial with the same parameters, in i
 Three options of ours may ride in the URL's query and are taken out before the URL reaches
 the database driver: ``heartbeat_interval`` (seconds, default 10), ``grace_period`` (seconds
 without a heartbeat before a trial is failed, default 30) and ``max_retry`` (default 1), e.g.
-``postgresql://user@host/db?heartbeat_interval=5&grace_period=20``.
+``postgresql://user@host/db?heartbeat_interval=5&grace_period=20``. A call whose database connection
+drops (a restarted server, ``pg_terminate_backend``) is tried again on a new one (``ReconnectingRDBStorage``).
 
 Locks: :func:`exclusive` serialises "count the trials, then ask for one" among every process
 that shares the storage: an ``flock`` on a file next to a journal file or SQLite database
@@ -18,10 +19,12 @@ trial more than asked.
 
 import copy
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import json
 import os
+import time
 import urllib.parse
 import warnings
 from contextlib import contextmanager, nullcontext, suppress
@@ -146,7 +149,8 @@ def split_options(url: str) -> tuple[str, dict[str, int]]:
     if options["grace_period"] <= options["heartbeat_interval"]:
         raise StorageError(f"sweep.storage: grace_period={options['grace_period']} must exceed "
                            f"heartbeat_interval={options['heartbeat_interval']}")
-    clean = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(kept)))
+    query = urllib.parse.urlencode(kept)  # not urlunsplit: it drops a slash of sqlite:////abs/path
+    clean = str(url).split("?", 1)[0] + (f"?{query}" if query else "")
     return with_driver(clean), options
 
 
@@ -195,18 +199,82 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
     An RDB storage records heartbeats and retries the trials of dead workers (see the module's
     doc). Creating Optuna's tables is serialised on PostgreSQL: workers started together race
-    otherwise ("duplicate key value violates unique constraint")."""
+    otherwise ("duplicate key value violates unique constraint"); a connection that drops meanwhile
+    (the lock's with it) is opened again, and a race lost all the same is run again, on the tables made."""
     if is_rdb(url):
+        import sqlalchemy.exc
+
         check_scheme(url)
         clean, options = split_options(url)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            make = reconnecting(functools.partial(
+                ReconnectingRDBStorage, clean, engine_kwargs=engine_kwargs(clean),
+                heartbeat_interval=options["heartbeat_interval"], grace_period=options["grace_period"],
+                heartbeat_stale_trial_callback=Retry(max_retry=options["max_retry"])))
             with exclusive(url, "schema") if is_postgres(url) else nullcontext():
-                return RDBStorage(clean, engine_kwargs=engine_kwargs(clean),
-                                  heartbeat_interval=options["heartbeat_interval"],
-                                  grace_period=options["grace_period"],
-                                  heartbeat_stale_trial_callback=Retry(max_retry=options["max_retry"]))
+                try:
+                    return make()
+                except sqlalchemy.exc.IntegrityError:  # another worker made the tables at the same instant
+                    return make()
     return JournalStorage(TrialSyncedJournalBackend(journal_path(url)))
+
+
+RECONNECTS = 5  # times a storage call dropped with its database connection is tried again
+RECONNECT_WAIT = 0.5  # seconds before the first try again (then twice as long each time)
+
+
+def dropped(err: BaseException) -> bool:
+    """True when ``err`` (or what caused it) is an open database connection that broke: a server restart,
+    ``pg_terminate_backend``, a network cut. SQLAlchemy then replaces the connection on the next call.
+    A server that refuses a new connection is not one: an unreachable database fails at once."""
+    import sqlalchemy.exc
+
+    while err is not None:
+        if isinstance(err, sqlalchemy.exc.DBAPIError) and err.connection_invalidated:
+            return True
+        if isinstance(err, sqlalchemy.exc.PendingRollbackError):  # a session the broken connection left
+            return True
+        err = err.__cause__
+    return False
+
+
+def reconnecting(call):
+    """``call`` tried again (``RECONNECTS`` times, waiting longer each time) while its database connection
+    drops; any other error is raised at once."""
+
+    @functools.wraps(call)
+    def again(*args, **kwargs):
+        for attempt in range(RECONNECTS):
+            try:
+                return call(*args, **kwargs)
+            except Exception as err:  # Optuna's StorageInternalError, SQLAlchemy's own errors
+                if not dropped(err):
+                    raise
+            time.sleep(RECONNECT_WAIT * 2**attempt)
+        return call(*args, **kwargs)
+
+    return again
+
+
+class ReconnectingRDBStorage(RDBStorage):
+    """Optuna's RDB storage whose calls survive a dropped database connection (:func:`reconnecting`).
+    A call whose connection broke after its commit reached the server may be applied twice: each
+    of the harness's writes then is a no-op or fails as a finished trial's (a dead worker's)."""
+
+
+RECONNECTED = ("create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
+               "get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
+               "get_study_system_attrs", "get_all_studies", "create_new_trial", "set_trial_param",
+               "get_trial_id_from_study_id_trial_number", "get_trial_number_from_id", "get_trial_param",
+               "set_trial_state_values", "set_trial_intermediate_value", "set_trial_user_attr",
+               "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials", "get_best_trial",
+               "record_heartbeat",  # every public call of Optuna's storage API (BaseStorage, BaseHeartbeat),
+               "_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_trials",  # and those that
+               "_get_stale_trial_ids")  # Optuna's cache (which create_study wraps an RDBStorage in) makes
+for call_name in RECONNECTED:
+    if hasattr(RDBStorage, call_name):  # the private ones may change with Optuna (tests/test_postgres.py checks)
+        setattr(ReconnectingRDBStorage, call_name, reconnecting(getattr(RDBStorage, call_name)))
 
 
 class Retry(RetryHeartbeatStaleTrialCallback):
@@ -265,6 +333,11 @@ def exclusive(url: str, name: str = ""):
         yield
 
 
+def has_claim_lock(url: str) -> bool:
+    """True when :func:`claim_lock` excludes every other claimer: a journal file, SQLite, PostgreSQL."""
+    return not is_rdb(url) or is_postgres(url) or sqlite_file(url) is not None
+
+
 @contextmanager
 def claim_lock(storage_url: str, name: str = ""):
     """A lock shared by every process that claims trials in this storage: one machine for a journal
@@ -281,14 +354,27 @@ def _advisory_lock(url: str, key: int):
     engine = sqlalchemy.create_engine(url, poolclass=NullPool, **{k: v for k, v in engine_kwargs(url).items()
                                                                   if k != "pool_pre_ping"})
     try:
-        with engine.connect() as connection:
-            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
-            connection.commit()
-            try:
-                yield
-            finally:
-                with suppress(Exception):  # a broken connection: the server has freed the lock already
-                    connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                    connection.commit()
+        connection = reconnecting(_locked_connection)(engine, key)  # dropped while waiting: wait again
+        try:
+            yield
+        finally:
+            with suppress(Exception):  # a broken connection: the server has freed the lock already
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                connection.commit()
+            connection.close()
     finally:
         engine.dispose()
+
+
+def _locked_connection(engine, key: int):
+    """A new connection of ``engine`` that holds ``pg_advisory_lock(key)`` (waiting for it)."""
+    import sqlalchemy
+
+    connection = engine.connect()
+    try:
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        connection.commit()
+    except BaseException:
+        connection.close()
+        raise
+    return connection

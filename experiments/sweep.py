@@ -26,9 +26,10 @@ import traceback
 import warnings
 from contextlib import contextmanager, suppress
 from multiprocessing.connection import wait as wait_for
+from pathlib import Path
 
 import optuna
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
 import nncore
@@ -36,9 +37,9 @@ import nncore
 from .composition import SweepError, SweepPlan, compose_trial
 from .config import ConfigError, split_seed
 from .data import load_dataset
-from .search_space import grid_of, suggest
-from .storage import StorageError, claim_lock, describe, open_storage, scrub
-from .tracking import STUDY_SECONDS, make_tracker
+from .search_space import grid_of, relative_keys, scale_relative, suggest
+from .storage import StorageError, claim_lock, describe, has_claim_lock, open_storage, scrub
+from .tracking import STUDY_SECONDS, git_commit, make_tracker
 from .trainer import train_config
 
 INTERRUPTED = "interrupted (Ctrl-C)"
@@ -190,9 +191,72 @@ def open_study(plan: SweepPlan, worker: int = 0, storage: optuna.storages.BaseSt
         study.set_user_attr("search_space", signature)
     elif stored != signature:
         raise SweepError(f"study {cfg.study_name!r} in {describe(url)} was made with another search space or "
-                         f"objective (or train.restore_best); start a new study with study_name=NEW_NAME (or "
-                         f"restore the space)")
+                         f"objective: {signature_difference(stored, signature)}; start a new study with "
+                         f"study_name=NEW_NAME (or restore the space)")
+    mismatch = code_mismatch(study)
+    if mismatch and not cfg.sweep.allow_code_mismatch:
+        raise SweepError(f"study {cfg.study_name!r} in {describe(url)}: {mismatch} (sweep.allow_code_mismatch=false); "
+                         f"run that commit, or start a new study with study_name=NEW_NAME")
     return study
+
+
+CODE_VERSION = "code_version"  # the study's user attr: the git commit of its first worker
+
+
+def code_version() -> str | None:
+    """The git commit this code runs from (None outside a git work tree)."""
+    return git_commit(Path(__file__).resolve().parents[1])
+
+
+def code_mismatch(study: optuna.Study) -> str | None:
+    """How this worker's commit differs from the study's first worker's, or None. The first worker of a
+    study (run from a git work tree) stores its commit as the user attr ``code_version``."""
+    mine = code_version()
+    stored = study.user_attrs.get(CODE_VERSION)
+    if mine is None:
+        return None
+    if stored is None:
+        study.set_user_attr(CODE_VERSION, mine)
+        return None
+    if stored != mine:
+        return f"code_version={mine[:12]} here, the study's first worker ran {stored[:12]}"
+    return None
+
+
+def signature_difference(stored: str, signature: str) -> str:
+    """The keys of two :func:`space_signature` texts that differ, for people (at most three)."""
+    old, new = (dict(part.split("=", 1) for part in text.split("; ")) for text in (stored, signature))
+    names = {"objective": "sweep.objective", "result": "train.restore_best"}
+    shown = []
+    for key in sorted(old.keys() | new.keys()):
+        if old.get(key) == new.get(key):
+            continue
+        name = names.get(key, key)
+        if key == "result":
+            shown.append(f"{name}={'true' if key in new else 'false'} here, {'true' if key in old else 'false'} "
+                         "in the study")
+        elif key not in old:
+            shown.append(f"{name}={readable(new[key])} here, not in the study")
+        elif key not in new:
+            shown.append(f"{name}={readable(old[key])} in the study, not here")
+        else:
+            shown.append(f"{name}={readable(new[key])} here, {readable(old[key])} in the study")
+    return "; ".join(shown[:3]) + (f" (and {len(shown) - 3} more)" if len(shown) > 3 else "")
+
+
+def readable(text: str) -> str:
+    """A stored distribution (Optuna's JSON) in the Hydra sweeper grammar; any other value as it is."""
+    try:
+        dist = optuna.distributions.json_to_distribution(text)
+    except (ValueError, KeyError, TypeError):
+        return text
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return f"choice({', '.join(map(str, dist.choices))})"
+    if isinstance(dist, optuna.distributions.IntDistribution):  # Hydra's range stops before its end
+        text = f"range({dist.low}, {dist.high + dist.step}{'' if dist.step == 1 else f', {dist.step}'})"
+    else:
+        text = f"interval({dist.low}, {dist.high})"
+    return f"tag(log, {text})" if dist.log else text
 
 
 def take_stream(study: optuna.Study, plan: SweepPlan) -> int:
@@ -211,17 +275,34 @@ def fail_dead_trials(study: optuna.Study, storage: optuna.storages.BaseStorage |
     ``storage``: the study's storage; when it retries dead workers' trials (RDB with heartbeats),
     each failed trial is queued again, as if its heartbeat had stopped."""
     host, failed = socket.gethostname(), 0
-    retry = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
     for t in study.get_trials(deepcopy=False, states=(S.RUNNING,)):
         pid = t.user_attrs.get("pid")
         if t.user_attrs.get("host") == host and pid is not None and not _alive(int(pid)):
-            study.tell(t.number, state=S.FAIL, skip_if_finished=True)
+            fail_and_retry(study, t.number, storage)
             failed += 1
-            if retry is not None:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    retry(study, next(x for x in study.get_trials(deepcopy=True) if x.number == t.number))
     return failed
+
+
+def fail_unclaimed(study: optuna.Study, trials, storage) -> int:
+    """Fail (and queue again) the RUNNING trials without a ``pid``; returns how many. A worker sets it,
+    and records the trial's first heartbeat, before it lets go of the claim lock (:func:`claim_trial`),
+    so seen under the lock such a trial's worker died claiming it (Optuna never fails a trial that has
+    no heartbeat). Call it only under a claim lock that excludes (not MySQL's: see ``has_claim_lock``)."""
+    unclaimed = [t.number for t in trials if t.state == S.RUNNING and "pid" not in t.user_attrs]
+    for number in unclaimed:
+        fail_and_retry(study, number, storage)
+    return len(unclaimed)
+
+
+def fail_and_retry(study: optuna.Study, number: int, storage) -> None:
+    """Fail trial ``number`` for its dead worker; a storage that retries dead workers' trials (RDB with
+    heartbeats) queues it again."""
+    study.tell(number, state=S.FAIL, skip_if_finished=True)
+    retry = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+    if retry is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry(study, next(x for x in study.get_trials(deepcopy=True) if x.number == number))
 
 
 def fail_stale_trials(study: optuna.Study) -> None:
@@ -239,33 +320,46 @@ def heartbeat_interval(storage) -> int | None:
 
 class Heartbeats:
     """The heartbeats of one worker's trials in ``storage`` (nothing on a storage without heartbeats).
-    ``with heartbeats.beating(number):`` records trial ``number``'s heartbeat now, then every
-    ``heartbeat_interval`` seconds in a daemon thread until the block ends."""
+    ``with heartbeats.beating(number) as taken:`` records trial ``number``'s heartbeat now, then every
+    ``heartbeat_interval`` seconds in a daemon thread until the block ends; ``taken`` (an Event) is set
+    once the trial is no longer RUNNING there: another worker failed it for a stale heartbeat."""
 
     def __init__(self, storage, study_name: str):
         self.storage, self.interval = storage, heartbeat_interval(storage)
         self.study_id = storage.get_study_id_from_name(study_name) if self.interval is not None else None
 
-    @contextmanager
-    def beating(self, number: int):
+    def record(self, number: int) -> int | None:
+        """Record trial ``number``'s heartbeat now; its trial id (None: no heartbeats here)."""
         if self.interval is None:
-            yield
-            return
+            return None
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
         self.storage.record_heartbeat(trial_id)
+        return trial_id
+
+    @contextmanager
+    def beating(self, number: int):
+        taken = threading.Event()
+        trial_id = self.record(number)
+        if trial_id is None:
+            yield taken
+            return
         stop = threading.Event()
-        thread = threading.Thread(target=self._beat, args=(trial_id, stop), name=f"heartbeat-{number}", daemon=True)
+        thread = threading.Thread(target=self._beat, args=(trial_id, stop, taken), name=f"heartbeat-{number}",
+                                  daemon=True)
         thread.start()
         try:
-            yield
+            yield taken
         finally:
             stop.set()
             thread.join()
 
-    def _beat(self, trial_id: int, stop: threading.Event) -> None:
+    def _beat(self, trial_id: int, stop: threading.Event, taken: threading.Event) -> None:
         while not stop.wait(self.interval):
-            with suppress(Exception):  # the database hiccupped: the next beat tries again
+            with suppress(Exception):  # the database is away (longer than the storage's reconnects): beat again
                 self.storage.record_heartbeat(trial_id)
+                if self.storage.get_trial(trial_id).state != S.RUNNING:
+                    taken.set()
+                    return
 
 
 def retried_numbers(trials) -> set[int]:
@@ -288,21 +382,27 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def claim_trial(study: optuna.Study, plan: SweepPlan):
+def claim_trial(study: optuna.Study, plan: SweepPlan, heartbeats: Heartbeats | None = None):
     """A new trial if the study counts fewer than ``sweep.n_trials``, or a queued retry; None when it is full.
-    (First, the trials whose heartbeat stopped are failed and queued again.)"""
+    (First, the trials whose heartbeat stopped, or whose worker died claiming them, are failed and queued
+    again.) The trial's ``host``, ``pid`` and first heartbeat are recorded before the claim lock is let go."""
     limit = min(plan.cfg.sweep.n_trials, grid_size(plan) or plan.cfg.sweep.n_trials)
     with claim_lock(str(plan.cfg.sweep.storage), study.study_name):
         fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
+        if has_claim_lock(str(plan.cfg.sweep.storage)) and \
+                fail_unclaimed(study, trials, None if heartbeats is None else heartbeats.storage):
+            trials = study.get_trials(deepcopy=False)
         waiting = any(t.state == S.WAITING for t in trials)  # a retry: counted already, ask() pops it
         if not waiting and counted(trials) >= limit:
             return None
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with")
             trial = study.ask()
-    trial.set_user_attr("host", socket.gethostname())  # a retry copied these from the dead trial
-    trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("host", socket.gethostname())  # a retry copied these from the dead trial
+        trial.set_user_attr("pid", os.getpid())
+        if heartbeats is not None:
+            heartbeats.record(trial.number)
     return trial
 
 
@@ -321,14 +421,25 @@ def count_failures(study: optuna.Study) -> int:
                if t.user_attrs.get("fail_reason") not in (None, INTERRUPTED))
 
 
-def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker) -> str:
-    """Train one trial and tell the study; returns "complete", "pruned" or "failed"."""
-    values = suggest(trial, plan.space)
+class TrialTakenOver(Exception):
+    """The trial is no longer this worker's: another failed it for a stale heartbeat and runs it again."""
+
+
+TAKEN_OVER = "its heartbeat went stale: another worker failed it and runs it again"
+
+
+def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker,
+              taken: threading.Event | None = None) -> str:
+    """Train one trial and tell the study; returns "complete", "pruned", "failed" or "retried".
+
+    ``taken``: set when another worker failed the trial for a stale heartbeat (``Heartbeats.beating``):
+    the training stops at the next epoch and the trial's run ends KILLED, its retry runs elsewhere."""
     metric = plan.metrics[0]  # once: reading the config costs ~0.2 ms, an epoch on digits ~10 ms
     single = len(plan.metrics) == 1 and metric != "n_params"
     checks = pruning_checks(plan.cfg.sweep.pruner)
     pruned_at = []
     try:
+        values = trial_values(trial, plan)
         cfg = compose_trial(plan, values)
         tracker.start_trial(trial.number, cfg, values)
         data = load_dataset(cfg.data, split_seed(cfg))
@@ -336,6 +447,8 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker
         last = int(cfg.train.epochs)  # a trial that ran every epoch completes: pruning it then saves nothing
 
         def on_epoch(metrics: nncore.EpochMetrics, kept: nncore.EpochMetrics) -> bool:
+            if taken is not None and taken.is_set():
+                raise TrialTakenOver(TAKEN_OVER)
             tracker.log_epoch(metrics.as_dict(), metrics.epoch)
             if not single:
                 return False
@@ -345,6 +458,8 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker
             return bool(pruned_at)
 
         result = train_config(cfg, data, on_epoch)
+    except TrialTakenOver:
+        return _taken_over(tracker)
     except (nncore.DivergenceError, ConfigError, ValueError, FloatingPointError) as err:
         return _fail(study, trial, tracker, str(err).splitlines()[0])
     except KeyboardInterrupt:
@@ -359,21 +474,45 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker
     if pruned_at:
         reason = f"pruned at epoch {pruned_at[0]} by the {plan.cfg.sweep.pruner.name} pruner"
         trial.set_user_attr("prune_reason", reason)
-        study.tell(trial, state=S.PRUNED, skip_if_finished=True)
+        if study.tell(trial, state=S.PRUNED, skip_if_finished=True).state != S.PRUNED:
+            return _taken_over(tracker)  # finished already: another worker took it for dead
         tracker.end_trial("pruned", final, result, trial.user_attrs["prune_reason"])
         return "pruned"
     objective = [float(final[m]) for m in plan.metrics]
-    study.tell(trial, objective, skip_if_finished=True)  # finished already: another worker took it for dead
+    told = study.tell(trial, objective, skip_if_finished=True)
+    if told.state != S.COMPLETE and all(math.isfinite(v) for v in objective):  # (Optuna fails a NaN itself)
+        return _taken_over(tracker)
     tracker.end_trial("complete", final, result)
     return "complete"
 
 
+def trial_values(trial: optuna.Trial, plan: SweepPlan) -> dict:
+    """The trial's sampled values, each ``tag(relative, ...)`` factor scaled by the key's value in the
+    trial's config without the sampled plain values (recorded as the user attr ``<key>``)."""
+    values = suggest(trial, plan.space)
+    relative = relative_keys(plan.space)
+    if not relative:
+        return values
+    base = compose_trial(plan, {k: v for k, v in values.items() if k not in relative})
+    values = scale_relative(values, plan.space, lambda key: OmegaConf.select(base, key))
+    for key in relative:
+        trial.set_user_attr(key, values[key])
+    return values
+
+
 def _fail(study, trial, tracker, reason: str, details: str | None = None) -> str:
-    with suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker took it for dead
+    try:
         trial.set_user_attr("fail_reason", reason[:1000])
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return _taken_over(tracker)
     study.tell(trial, state=S.FAIL, skip_if_finished=True)
     tracker.end_trial("failed", {}, None, reason if details is None else f"{reason}\n{details}")
     return "failed"
+
+
+def _taken_over(tracker) -> str:
+    tracker.end_trial("retried", {}, None, TAKEN_OVER)
+    return "retried"
 
 
 def work(plan: SweepPlan, worker: int = 0, on_done=None, tracker=None) -> None:
@@ -398,15 +537,15 @@ def work(plan: SweepPlan, worker: int = 0, on_done=None, tracker=None) -> None:
             while deadline is None or time.monotonic() < deadline:
                 if count_failures(study) > cfg.sweep.max_failures:
                     break
-                trial = claim_trial(study, plan)
+                trial = claim_trial(study, plan, heartbeats)
                 if trial is None:
                     if not others_running(study, storage):
                         break
                     fail_dead_trials(study, storage)
                     time.sleep(WAIT_POLL)
                     continue
-                with heartbeats.beating(trial.number):
-                    state = run_trial(study, trial, plan, tracker)
+                with heartbeats.beating(trial.number) as taken:
+                    state = run_trial(study, trial, plan, tracker, taken)
                 if on_done is not None:
                     on_done(study, state)
         finally:

@@ -1,17 +1,10 @@
 """Seven first-order optimizers in PyTorch's ``torch.optim`` conventions, float64-exact.
 
-Each class states its rule as shared/REFERENCE.md's optimizer table does (t counts steps from
-1; g = grads + λ·params, L2 ``weight_decay`` λ) and updates one parameter array ``params`` in
-place from ``grads`` (same shape and dtype, float32 or float64).
-
-A step is the training hot path, so it allocates no parameter-sized array: each elementwise
-operation is one ufunc pass with ``out=`` into the params, the grads (working space, unspecified
-after ``step``), the state or one scratch array. One fusion is kept because it pays: an
-exponential average is stored without its (1-β) factor, ``m̃ = m/(1-β)``, so that its update
-``m̃ = β m̃ + g`` takes one pass fewer (:func:`_decay`; Adam: 10 passes instead of 12, see
-benchmarks/bench_core.py) and (1-β) moves into the per-step scalars; ``torch_state()`` gives
-PyTorch's convention. A step runs on the calling thread: the search space's nets (at most
-~150 k parameters) are too small for threads to pay.
+Each rule reads as shared/REFERENCE.md's optimizer table (t counts steps from 1; g = grads + λ·params,
+L2 ``weight_decay`` λ) and updates one array ``params`` in place from ``grads``, allocating nothing
+parameter-sized: each operation is one ufunc pass with ``out=``. An exponential average is stored without
+its (1-β) factor, ``m̃ = m/(1-β)``, one pass fewer per update (:func:`_decay`; benchmarks/bench_core.py);
+``torch_state()`` gives PyTorch's convention.
 """
 
 import inspect
@@ -29,10 +22,8 @@ def _number(name: str, value, rule: str = "> 0") -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {value!r}")
     x = float(value)
-    if not {"> 0": x > 0, ">= 0": x >= 0, "in [0, 1)": 0.0 <= x < 1.0}[rule]:  # NaN fails every rule
-        raise ValueError(f"{name} must be {rule}, got {x!r}")
-    if math.isinf(x):
-        raise ValueError(f"{name} must be finite, got {x!r}")
+    if not (math.isfinite(x) and {"> 0": x > 0, ">= 0": x >= 0, "in [0, 1)": 0.0 <= x < 1.0}[rule]):
+        raise ValueError(f"{name} must be {rule if math.isfinite(x) else 'finite'}, got {x!r}")
     return x
 
 
@@ -64,9 +55,8 @@ def _descend_rms(p: np.ndarray, rate: float, x: np.ndarray, sq: np.ndarray, eps:
 
 
 class Optimizer:
-    """Argument checks, state, weight decay and the step counter. A subclass names its state arrays
-    (shaped like params) in ``_state_names``, their ``torch.optim`` names and factors in ``_torch_names``,
-    and applies its rule in ``_update(params, grads, scratch, *state)`` after ``t`` is incremented."""
+    """Argument checks, state, weight decay, step counter. A subclass names its state arrays in ``_state_names``
+    (torch names, factors: ``_torch_names``); ``_update(params, grads, scratch, *state)`` applies its rule."""
 
     name = "optimizer"
     _state_names: tuple[str, ...] = ()
@@ -124,13 +114,8 @@ class Optimizer:
                              f"params {params.dtype}{list(params.shape)}")
         if not (params.flags.writeable and grads.flags.writeable):
             raise ValueError("params and grads must be writeable, got a read-only array")
-        if np.may_share_memory(params, grads):
-            try:
-                overlap = np.shares_memory(params, grads, max_work=100_000)
-            except np.exceptions.TooHardError:
-                overlap = True
-            if overlap:
-                raise ValueError("grads must not share memory with params, got overlapping arrays")
+        if np.may_share_memory(params, grads) and np.shares_memory(params, grads):
+            raise ValueError("grads must not share memory with params, got overlapping arrays")
         if self._layout is not None and self._layout != (params.shape, params.dtype):
             raise ValueError(f"params changed from {self._layout[1]}{list(self._layout[0])} to "
                              f"{params.dtype}{list(params.shape)}; call reset() first")
@@ -303,9 +288,7 @@ class NAdam(_AdamFamily):
         return {**super().torch_state(), **({"mu_product": self.mu_product} if self.state else {})}
 
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {
-    cls.name: cls for cls in (SGD, RMSprop, Adagrad, Adadelta, Adam, Adamax, NAdam)
-}
+OPTIMIZERS: dict[str, type[Optimizer]] = {c.name: c for c in (SGD, RMSprop, Adagrad, Adadelta, Adam, Adamax, NAdam)}
 
 
 def make_optimizer(name: str, **hyper) -> Optimizer:

@@ -150,6 +150,21 @@ class Postgres:
             connection.close()
         return self.url(name)
 
+    def terminate_backends(self, database: str) -> int:
+        """``pg_terminate_backend`` every connection to ``database``, as a database that drops them; how many."""
+        import psycopg2
+
+        connection = psycopg2.connect(host="127.0.0.1", port=self.port, user=PG_USER, dbname="postgres",
+                                      connect_timeout=10)
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                               "WHERE datname = %s AND pid <> pg_backend_pid()", (database,))
+                return int(cursor.fetchone()[0])
+        finally:
+            connection.close()
+
     def stop(self) -> None:
         """Stop the server (immediately: a test database) and delete its directory."""
         pg_ctl = pg_program("pg_ctl")
@@ -163,18 +178,24 @@ class Postgres:
 
 class MlflowServer:
     """``mlflow server`` on 127.0.0.1 with ``backend_store_uri`` (e.g. a PostgreSQL URL) and artifacts
-    served from ``folder/artifacts`` (``--serve-artifacts``: workers need no shared disk)."""
+    served from ``folder/artifacts`` (``--serve-artifacts``: workers need no shared disk). Started
+    when made; ``stop()`` then ``start()`` restarts it on the same port (an operator's restart)."""
 
     def __init__(self, backend_store_uri: str, folder: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.backend_store_uri, self.folder = backend_store_uri, folder
         self.log_path = folder / "mlflow-server.log"
-        self.log = open(self.log_path, "w")
+        self.start()
+
+    def start(self) -> None:
+        """Launch the server (its own process group); ``wait()`` for it to answer."""
+        self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", "1", "--backend-store-uri", backend_store_uri, "--serve-artifacts",
-             "--artifacts-destination", str(folder / "artifacts")],
-            cwd=folder, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+             "--workers", "1", "--backend-store-uri", self.backend_store_uri, "--serve-artifacts",
+             "--artifacts-destination", str(self.folder / "artifacts")],
+            cwd=self.folder, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
 
     def wait(self, timeout: float = 120) -> str:
@@ -201,3 +222,37 @@ class MlflowServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self.log.close()
+
+
+class OptunaDashboard:
+    """``optuna-dashboard optuna.journal --host 127.0.0.1 --port P`` in ``folder`` (the README's one-liner),
+    its own process group; ``wait()`` for its API, ``stop()`` it."""
+
+    COMMAND = Path(sys.executable).with_name("optuna-dashboard")  # the [dashboard] extra's command (also in [dev])
+
+    def __init__(self, folder: Path, journal: str = "optuna.journal"):
+        assert self.COMMAND.is_file(), f"{self.COMMAND} is missing: pip install -e '.[dashboard]'"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([str(self.COMMAND), journal, "--host", "127.0.0.1", "--port", str(self.port)],
+                                     cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
+
+    def wait(self, timeout: float = 60) -> str:
+        """The dashboard's URL once ``/api/meta`` answers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/api/meta", timeout=2):
+                    return self.url
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"optuna-dashboard did not answer on {self.url}: "
+                                       f"{self.proc.communicate()[0][-2000:]}") from None
+                time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(10)

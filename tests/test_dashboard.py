@@ -3,21 +3,14 @@ writes it: the documented one-liner starts it, the study's page and API answer, 
 the PED-ANOVA column of the parent run's ``plots/param_importances.csv`` (experiments.importance)."""
 
 import json
-import os
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import optuna
 import pytest
 
 from experiments.importance import study_importances
 from experiments.storage import open_storage
-from tests.services import free_port
-
-DASHBOARD = Path(sys.executable).with_name("optuna-dashboard")  # the [dashboard] extra's command (also in [dev])
+from tests.services import OptunaDashboard
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -27,36 +20,19 @@ def _get(url: str) -> tuple[int, str]:
 
 @pytest.fixture()
 def dashboard(tmp_path):
-    """``optuna-dashboard optuna.journal --host 127.0.0.1 --port P`` in a folder holding a small study;
-    (its base URL, the study). Stopped at the end."""
+    """optuna-dashboard (tests.services.OptunaDashboard) in a folder holding a small study: (its base URL,
+    the study). Stopped at the end."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     journal = tmp_path / "optuna.journal"
     study = optuna.create_study(study_name="moons-quick", storage=open_storage(str(journal)),
                                 sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(lambda t: (t.suggest_float("optimizer.lr", 1e-3, 1, log=True) - 0.1) ** 2
                    + 0.01 * t.suggest_int("model.width", 8, 64), n_trials=20)
-    assert DASHBOARD.is_file(), f"{DASHBOARD} is missing: pip install -e '.[dashboard]'"
-    port = free_port()
-    proc = subprocess.Popen([str(DASHBOARD), "optuna.journal", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    server = OptunaDashboard(tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                _get(url + "/api/meta")
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    pytest.fail(f"optuna-dashboard did not answer on {url}: {proc.communicate()[0][-2000:]}")
-                time.sleep(0.3)
-        yield url, study
+        yield server.wait(), study
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 15)
-            proc.wait(10)
+        server.stop()
 
 
 def test_optuna_dashboard_shows_the_study_and_its_importances(dashboard):

@@ -3,6 +3,7 @@ grid study with findings, each runs end to end through run.py in a shrunk form (
 of its grid), and the shared helpers pick and summarise as documented."""
 
 import re
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from analysis.folklore import EXPERIMENTS
+from analysis.folklore import EXPERIMENTS, NAMES
 from analysis.folklore.common import summarise_runs, tuned
 from analysis.folklore.pages import BEGIN, END, TABLE_BEGIN, TABLE_END
 from analysis.folklore.pages import main as pages_main
@@ -46,7 +47,30 @@ def make(*overrides: str):
 def test_the_registry_matches_the_config_choices_and_the_presets():
     assert EXPERIMENTS == C.FOLKLORE
     assert set(EXPERIMENTS) == set(SHRUNK)
-    assert {p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")} == {*EXPERIMENTS, "quick", "mnist1d"}
+    assert {p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml")} == {*EXPERIMENTS, *C.FOLKLORE_VARIANTS,
+                                                                                "quick", "mnist1d"}
+    assert NAMES[NAMES.index("dropout") + 1] == "dropout_mnist1d"  # a variant follows its experiment on the page
+    assert sorted(NAMES) == sorted([*EXPERIMENTS, *C.FOLKLORE_VARIANTS])
+
+
+@pytest.mark.parametrize("name", C.FOLKLORE_VARIANTS)
+def test_each_variant_is_its_experiment_on_mnist1d_with_findings_of_its_own(name):
+    experiment = C.FOLKLORE_VARIANTS[name]
+    cfg, original = make(f"experiment={name}"), make(f"experiment={experiment}")
+    C.validate(cfg)
+    assert (cfg.findings.experiment, cfg.findings.name, cfg.data.name) == (experiment, name, "mnist1d")
+    assert original.data.name == "digits" and original.findings.get("name") is None
+    assert cfg.study_name == f"folklore-{name.replace('_', '-')}"
+    assert (cfg.sweep.sampler.name, cfg.sweep.pruner.name, cfg.data.seed) == ("grid", "none", 0)
+    space, _ = parse_search_space(dict(cfg.sweep.params))
+    assert set(space) == set(parse_search_space(dict(original.sweep.params))[0])  # the same factors, other budgets
+    assert cfg.findings.seeds >= 10
+
+
+def test_a_variant_names_its_own_experiment():
+    cfg = make("experiment=dropout_mnist1d", "findings.experiment=optimizers")
+    with pytest.raises(C.ConfigError, match="findings.name=dropout_mnist1d is a variant of findings.experiment=drop"):
+        C.validate(cfg)
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -104,6 +128,45 @@ def test_each_experiment_runs_end_to_end_and_writes_its_findings(shrunk_runs, na
     assert len(parents) == 1
     logged = {Path(a.path).name for a in client.list_artifacts(parents[0].info.run_id, "findings")}
     assert {"findings.csv", "findings.md", *figures} <= logged
+
+
+@pytest.fixture(scope="module")
+def variant_run(tmp_path_factory):
+    """experiment=dropout_mnist1d shrunk (2 rates, 1 seed, 2 epochs, 32 units), from an empty directory."""
+    cwd = tmp_path_factory.mktemp("dropout_mnist1d")
+    proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "experiment=dropout_mnist1d", *TINY,
+                           'sweep.params={model.dropout: "choice(0.0, 0.5)"}', "model.hidden=[32]"],
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
+    return cwd, proc
+
+
+def test_a_variant_writes_findings_of_its_own_that_name_its_data_set(variant_run):
+    cwd, proc = variant_run
+    assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    assert "findings: findings/dropout_mnist1d/findings.md" in proc.stdout
+    assert not (cwd / "findings" / "dropout").exists()
+    text = (cwd / "findings" / "dropout_mnist1d" / "findings.md").read_text()
+    assert text.startswith("## dropout_mnist1d\n")
+    assert "`python run.py experiment=dropout_mnist1d` (study `folklore-dropout-mnist1d`, data set `mnist1d`)" in text
+    assert "on mnist1d" in text  # the notes: the network, the data set, the budget
+
+
+def test_the_page_lists_each_variant_after_its_experiment_with_its_data_set(variant_run, tmp_path):
+    findings = tmp_path / "findings"
+    for name in ("dropout", "dropout_mnist1d"):  # the data set comes from the preset, not from the text
+        shutil.copytree(variant_run[0] / "findings" / "dropout_mnist1d", findings / name)
+    (tmp_path / "docs").mkdir()
+    page, readme = tmp_path / "docs" / "findings.md", tmp_path / "README.md"
+    page.write_text(f"{BEGIN}\n{END}\n")
+    readme.write_text(f"{TABLE_BEGIN}\n{TABLE_END}\n")
+    assert pages_main(["--findings", str(findings), "--page", str(page), "--readme", str(readme),
+                       "--store", str(tmp_path / "store")]) == 0
+    text = page.read_text()
+    digits, variant = "## dropout\n\n**Data set.** digits\n", "## dropout_mnist1d\n\n**Data set.** mnist1d\n"
+    assert text.index(digits) < text.index(variant)
+    rows = [line for line in readme.read_text().splitlines() if line.startswith("| [dropout")]
+    assert [row.split(" | ")[1] for row in rows] == ["digits", "mnist1d"]
+    assert "| finding | data | claim | verdict |" in readme.read_text()
 
 
 def test_the_findings_page_and_the_readme_table_are_rewritten_from_the_findings(shrunk_runs, tmp_path):

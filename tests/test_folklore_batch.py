@@ -53,7 +53,8 @@ def synthetic(experiment: str, sizes, val_cost, seconds, lrs=(0.1, 1.0), seeds=1
                        "train_cost": np.nan if failed else values[-1] / 2,
                        "val_accuracy": np.nan if failed else 1 - values[-1] / 4,
                        "best_val_cost": np.nanmin(values) if not failed else np.nan, "run_id": f"run{trial}"})
-    cfg = OmegaConf.create({"study_name": f"synthetic-{experiment}", "train": {"epochs": epochs},
+    cfg = OmegaConf.create({"study_name": f"synthetic-{experiment}", "data": {"name": "synthetic"},
+                            "train": {"epochs": epochs},
                             "model": {"hidden": [6]},
                             "findings": {"experiment": experiment, "threshold": 0.2, "samples": 64, "seeds": seeds}})
     study = SyntheticStudy(cfg, None, pd.DataFrame(trials), pd.DataFrame(curves))

@@ -28,7 +28,7 @@ from analysis.loading import (
     top_trials,
 )
 from experiments.storage import open_storage
-from experiments.tracking import STORAGE_TAG
+from experiments.tracking import STORAGE_TAG, result_records
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,8 @@ def test_trials_hold_what_optuna_and_mlflow_recorded(study, record, optuna_study
         assert row["val_cost"] == t.user_attrs["val_cost"] and row["epochs_run"] == t.user_attrs["epochs_run"]
         run = runs[t.number]
         assert row["run_id"] == run.info.run_id
-        assert row["test_cost"] == run.data.metrics["test_cost"]
+        assert row["test_cost"] == float(run.data.tags["test_cost"])  # a tag: the curves lead the run's charts
+        assert row["n_params"] == int(run.data.params["n_params"])
         assert row["state"] != "PRUNED" or row["reason"].startswith("pruned at epoch")
     assert set(trials["state"]) == {"COMPLETE", "PRUNED"}, "the quick study is expected to prune some trials"
 
@@ -90,6 +91,50 @@ def test_trials_from_mlflow_alone_match(study, record):
     pd.testing.assert_frame_equal(alone[columns], full[columns], check_dtype=False)
     complete = full["state"] == "COMPLETE"
     assert np.array_equal(alone.loc[complete, "value"], full.loc[complete, "value"])
+
+
+def _log_by_hand(uri: str, study: str, layout: str) -> None:
+    """A study of two trials (0 complete, 1 pruned) whose val_cost curve is 0.5, 0.3, 0.4 (+ the trial's
+    number) and whose kept epoch is the 2nd, logged with its final numbers in ``layout``: ``"tags"``
+    (experiments.tracking.result_records, as the recorder does) or ``"metrics"`` (one-step metrics, as
+    runs were logged before)."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = MlflowClient(uri)
+    experiment = client.create_experiment(study)
+    parent = client.create_run(experiment, tags={"optuna.study": study}, run_name=study).info.run_id
+    client.log_batch(parent, params=[Param("sweep.params.model.width", "int(8, 64)"),
+                                     Param("sweep.objective.metrics", "[val_cost]")])
+    for number, state in enumerate(("COMPLETE", "PRUNED")):
+        tags = {"mlflow.parentRunId": parent, "optuna.trial_number": str(number), "optuna.trial_state": state}
+        run = client.create_run(experiment, tags=tags, run_name=f"trial-{number:04d}").info.run_id
+        metrics = [Metric("val_cost", v + number, 0, step) for step, v in enumerate((0.5, 0.3, 0.4), 1)]
+        final = {"epochs_run": 3.0, "n_params": 97.0 + number, "restored_epoch": 2.0,
+                 "restored_val_cost": 0.3 + number, "test_cost": 0.35 + number}
+        params, tags = [Param("model.width", str(8 + number))], []
+        if layout == "metrics":
+            metrics += [Metric(k, v, 0, 3) for k, v in final.items()]
+        else:
+            values, results, result_tags = result_records(final, {"val_cost": 0.4 + number},
+                                                          ["val_cost"] if state == "COMPLETE" else [])
+            metrics += [Metric(k, v, 0, 3) for k, v in values.items()]
+            params += [Param(k, v) for k, v in results.items()]
+            tags = [RunTag(k, v) for k, v in result_tags.items()]
+        client.log_batch(run, metrics=metrics, params=params, tags=tags)
+        client.set_terminated(run, "FINISHED" if state == "COMPLETE" else "KILLED")
+
+
+@pytest.mark.parametrize("layout", ["tags", "metrics"])
+def test_trials_read_the_final_numbers_as_tags_or_as_the_one_step_metrics_of_older_runs(tmp_path, layout):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _log_by_hand(uri, "by-hand", layout)
+    trials = load_trials("by-hand", uri, storage="none")
+    assert list(trials["trial"]) == [0, 1] and list(trials["state"]) == ["COMPLETE", "PRUNED"]
+    assert list(trials["model.width"]) == [8, 9]
+    assert list(trials["val_cost"]) == [0.3, 1.3]  # the kept epoch's, not the curve's last (0.4, 1.4)
+    assert trials["value"].iloc[0] == 0.3 and math.isnan(trials["value"].iloc[1])  # a pruned trial has none
+    assert list(trials["test_cost"]) == [0.35, 1.35] and list(trials["n_params"]) == [97, 98]
+    assert list(trials["epochs_run"]) == [3, 3] and list(trials["restored_epoch"]) == [2, 2]
 
 
 def test_a_storage_that_is_missing_or_holds_another_study_of_the_name_is_an_error(study, tmp_path, monkeypatch):
@@ -164,9 +209,9 @@ def test_weights_reproduce_the_logged_val_cost(record, runs):
         art = load_trial(record, number)
         assert art.final.sizes == art.initial.sizes and not np.array_equal(art.final.params, art.initial.params)
         metrics = art.evaluate("val")
-        assert metrics["val_cost"] == pytest.approx(run.data.metrics["val_cost"], rel=1e-12, abs=0)
-        assert metrics["val_accuracy"] == pytest.approx(run.data.metrics["val_accuracy"])
-        assert art.evaluate("test")["test_cost"] == pytest.approx(run.data.metrics["test_cost"], rel=1e-12)
+        assert metrics["val_cost"] == pytest.approx(float(run.data.tags["restored_val_cost"]), rel=1e-12, abs=0)
+        assert metrics["val_accuracy"] == pytest.approx(float(run.data.tags["restored_val_accuracy"]))
+        assert art.evaluate("test")["test_cost"] == pytest.approx(float(run.data.tags["test_cost"]), rel=1e-12)
         assert art.cfg.optimizer.name == trials.loc[trials["trial"] == number, "optimizer"].iloc[0]
     assert load_config(run.info.run_id, record.tracking_uri).model.hidden == [16]
 

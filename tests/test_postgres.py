@@ -93,6 +93,30 @@ def test_the_claim_lock_holds_every_connection_of_a_study_and_only_its_study(pos
     assert events == ["got b", "released a", "got a"]
 
 
+def test_a_study_goes_on_while_the_database_drops_its_connections(postgres, storage):
+    study = optuna.create_study(study_name="dropped", storage=open_storage(storage))
+    database, stop, dropped = storage.rsplit("/", 1)[1], threading.Event(), []
+
+    def chaos() -> None:  # the connections die mid-query too, where a pre-ping cannot help
+        while not stop.wait(0.2):
+            dropped.append(postgres.terminate_backends(database))
+
+    thread = threading.Thread(target=chaos)
+    thread.start()
+    try:
+        for value in range(20):
+            with claim_lock(storage, "dropped"):  # a connection of its own, taken again when it drops
+                trial = study.ask()
+            trial.set_user_attr("pid", os.getpid())
+            study.tell(trial, float(value))
+            assert len(study.get_trials(deepcopy=False)) == value + 1
+    finally:
+        stop.set()
+        thread.join()
+    assert sum(dropped) >= 3  # connections were dropped all along
+    assert [t.value for t in load(storage, "dropped").trials] == [float(v) for v in range(20)]
+
+
 # ---------------------------------------------------------------------------- many workers
 @pytest.mark.slow
 def test_three_workers_on_postgres_make_one_study_with_one_parent_run(storage, mlflow_on_postgres, tmp_path):
@@ -201,3 +225,13 @@ def test_a_password_in_the_storage_url_never_reaches_a_log_a_file_or_mlflow(post
                                 "attributes.run_name = 'moons-quick'")[0]
     assert parent.data.params["sweep.storage"] == masked
     assert load(url, "moons-quick").trials and len(load(url, "moons-quick").trials) == 3
+
+
+def test_every_storage_call_that_reconnects_exists_in_this_optuna():
+    from optuna.storages import RDBStorage
+
+    from experiments.storage import RECONNECTED, ReconnectingRDBStorage
+
+    missing = [name for name in RECONNECTED if not hasattr(RDBStorage, name)]
+    assert not missing, f"Optuna {optuna.__version__} has no {missing}: a dropped connection would fail these calls"
+    assert all(getattr(ReconnectingRDBStorage, name) is not getattr(RDBStorage, name) for name in RECONNECTED)

@@ -9,7 +9,16 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from experiments.config import register_configs, validate
-from experiments.search_space import SearchSpaceError, as_overrides, grid_of, parse_search_space, suggest
+from experiments.search_space import (
+    RelativeDistribution,
+    SearchSpaceError,
+    as_overrides,
+    grid_of,
+    parse_search_space,
+    relative_keys,
+    scale_relative,
+    suggest,
+)
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -149,6 +158,8 @@ def test_the_shipped_spaces_parse():
         ({"model.depth": "range(1, 5, 0)"}, "range step must not be 0"),
         ({"model.depth": "tag(int, interval(1.2, 1.7))"}, "holds no integer"),
         ({"data.path": "glob(*)"}, "unsupported sweep 'glob(*)'"),
+        ({"optimizer.lr": "tag(relative, choice(0.5, 2))"}, "tag(relative, ...) takes a float interval"),
+        ({"model.width": "tag(int, relative, interval(1, 4))"}, "tag(relative, ...) takes a float interval"),
     ],
     ids=lambda v: str(v),
 )
@@ -221,3 +232,24 @@ def test_suggest_samples_inside_each_distribution():
             assert space[key]._contains(space[key].to_internal_repr(value))
         assert trial.params == values
         study.tell(trial, 0.0)
+
+
+# ---------------------------------------------------------------------------- tag(relative, ...)
+def test_a_relative_interval_samples_a_factor_recorded_under_its_own_name():
+    space = parse_search_space({"optimizer.lr": "tag(log, relative, interval(0.1, 10))", "optimizer": "choice(sgd)"})[0]
+    assert isinstance(space["optimizer.lr"], RelativeDistribution) and space["optimizer.lr"].log
+    assert relative_keys(space) == ["optimizer.lr"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    values = suggest(trial, space)
+    assert set(trial.params) == {"optimizer.lr/default", "optimizer"}
+    assert 0.1 <= values["optimizer.lr"] == trial.params["optimizer.lr/default"] <= 10
+    scaled = scale_relative(values, space, {"optimizer.lr": 0.01}.get)
+    assert scaled["optimizer.lr"] == values["optimizer.lr"] * 0.01 and scaled["optimizer"] == "sgd"
+
+
+@pytest.mark.parametrize("base", [None, "adam", True, float("nan")], ids=repr)
+def test_a_relative_key_needs_a_configured_number(base):
+    space = parse_search_space({"optimizer.lr": "tag(relative, interval(0.5, 2))"})[0]
+    with pytest.raises(SearchSpaceError, match=r"sweep.params.optimizer.lr: tag\(relative, ...\) needs a configured"):
+        scale_relative({"optimizer.lr": 1.0}, space, lambda key: base)

@@ -52,8 +52,8 @@ def test_the_new_runs_are_logged_under_the_parent(record, retrained):
         tags = run.data.tags
         assert tags["mlflow.parentRunId"] == record.parent_run_id and tags["optuna.study"] == STUDY
         assert (tags["seeds.source_trial"], tags["seed"]) == (str(row.config), str(row.seed))
-        assert run.info.status == "FINISHED" and run.data.metrics["restored_val_cost"] == row.val_cost
-        assert run.data.metrics["restored_epoch"] == row.epoch
+        assert run.info.status == "FINISHED" and float(run.data.tags["restored_val_cost"]) == row.val_cost
+        assert run.data.tags["restored_epoch"] == str(row.epoch) and run.data.metrics["value"] == row.val_cost
         art = load_run(row.run_id, record.tracking_uri)  # its artifacts are a trial's: config and weights
         assert int(art.cfg.train.seed) == row.seed and np.array_equal(art.final.params, retrained.finals[row.label])
     # and they are no trials

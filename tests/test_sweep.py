@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,20 +24,28 @@ from omegaconf import OmegaConf
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from experiments.composition import compose_trial, make_plan
+from experiments.composition import SweepError, compose_trial, make_plan
 from experiments.config import register_configs, split_seed, validate
 from experiments.data import load_dataset
 from experiments.search_space import SearchSpaceError, as_overrides, suggest
 from experiments.storage import Retry
 from experiments.sweep import (
+    CODE_VERSION,
+    TAKEN_OVER,
+    Heartbeats,
     claim_trial,
+    code_mismatch,
+    code_version,
+    connect,
     count_failures,
     counted,
     open_study,
+    run_trial,
     run_workers,
     study_counts,
     work,
 )
+from experiments.tracking import NullTracker
 from tests.helpers import explain, load, run_py, running_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -229,37 +238,6 @@ def test_compose_trial_equals_hydras_own_composition(hydra_conf, overrides):
     assert len(plan.composed) <= 7 * 2  # one composition per group choice, not per trial
 
 
-def test_the_configs_of_the_searched_group_options_are_composed_ahead_by_another_process(hydra_conf, monkeypatch):
-    from experiments import composition
-
-    overrides = ["tracking=none", "train.batch_size=8"]
-    cfg = compose(config_name="config", overrides=overrides)
-    composition.prestart(OmegaConf.merge(cfg, {"mode": "train"}), overrides)
-    assert composition.prestarted() is None  # one training run searches nothing
-    composition.prestart(cfg, overrides)
-    composer = composition.prestarted()
-    plan = make_plan(cfg, overrides)  # collects what the composer sent so far
-    assert plan.precomposed
-    composition.collect(plan, wait=60)  # and the rest (the pipe holds ~64 kB: the composer waits for room)
-    assert composer.done.is_set()
-    assert composition.group_choices(plan) == [(f"optimizer={name}",) for name in plan.space["optimizer"].choices]
-    assert sorted(plan.composed) == sorted(composition.group_choices(plan))
-    assert not make_plan(cfg, ["tracking=none"]).precomposed  # other overrides: other configs
-
-    def composing(*args, **kwargs):
-        raise AssertionError("composed again in this process")
-
-    monkeypatch.setattr(composition, "compose", composing)
-    values = {"optimizer": "nadam", "optimizer.lr": 0.02, "model.depth": 2, "model.width": 64,
-              "model.activation": "tanh", "model.dropout": 0.1, "train.batch_size": 32, "train.epochs": 30}
-    fast = compose_trial(plan, values)
-    monkeypatch.undo()
-    full = compose(config_name="config", overrides=plan.base_overrides + as_overrides(values))
-    assert repr(fast) == repr(full) and OmegaConf.get_type(fast.optimizer) is OmegaConf.get_type(full.optimizer)
-    composition.end_prestarted()
-    assert not composer.process.is_alive() and composition.prestarted() is None
-
-
 def test_compose_trial_fails_like_hydra_on_a_key_the_group_lacks(hydra_conf):
     plan = plan_for(*QUICK, "sweep.params={optimizer: adam}",
                     '+sweep.params={optimizer.momentum: "interval(0.1, 0.9)"}')
@@ -422,6 +400,110 @@ def test_a_study_refuses_another_space_or_direction(tmp_path):
     assert load(tmp_path, "other").direction == optuna.study.StudyDirection.MAXIMIZE
 
 
+@pytest.mark.parametrize("overrides, difference", [
+    (['sweep.params={optimizer.lr: "interval(0.01, 0.1)"}'],
+     "optimizer.lr=interval(0.01, 0.1) here, tag(log, interval(0.001, 0.5)) in the study"),
+    (["~sweep.params.optimizer"], "optimizer=choice(sgd, adam) in the study, not here"),
+    (['+sweep.params={model.depth: "range(1, 3)"}'], "model.depth=range(1, 3) here, not in the study"),
+    (["sweep.objective.metrics=[train_cost]"],
+     "sweep.objective=['train_cost']:['minimize'] here, ['val_cost']:['minimize'] in the study"),
+    (["train.restore_best=false"], "train.restore_best=false here, true in the study"),
+])
+def test_a_worker_with_another_space_or_objective_is_refused_naming_the_difference(hydra_conf, overrides,
+                                                                                    difference):
+    open_study(plan_for(*QUICK))
+    with pytest.raises(SweepError) as refused:
+        open_study(plan_for(*QUICK, *overrides))
+    message = str(refused.value)
+    assert "\n" not in message and "'moons-quick'" in message and "study_name=NEW_NAME" in message
+    assert f"objective: {difference};" in message
+
+
+def test_a_worker_of_another_commit_is_warned_or_refused_with_allow_code_mismatch_false(hydra_conf):
+    study = open_study(plan_for(*QUICK))
+    mine = code_version()
+    assert mine is not None and study.user_attrs[CODE_VERSION] == mine  # the first worker's commit
+    assert code_mismatch(study) is None
+    study.set_user_attr(CODE_VERSION, "0" * 40)  # as if the first worker ran another commit
+    assert code_mismatch(study) == f"code_version={mine[:12]} here, the study's first worker ran 000000000000"
+    open_study(plan_for(*QUICK))  # the default: a warning (run.py prints it), not a refusal
+    with pytest.raises(SweepError, match=r"code_version=\w{12} here, the study's first worker ran 000000000000 "
+                                         r"\(sweep.allow_code_mismatch=false\)"):
+        open_study(plan_for(*QUICK, "sweep.allow_code_mismatch=false"))
+    assert load(hydra_conf).user_attrs[CODE_VERSION] == "0" * 40  # the first worker's stays
+
+
+def test_run_py_warns_of_another_commit_and_refuses_it_in_one_error_line_with_allow_code_mismatch_false(tmp_path):
+    first = run_py(tmp_path, *QUICK, "sweep.n_trials=1")
+    assert first.returncode == 0, explain(first)
+    load(tmp_path).set_user_attr(CODE_VERSION, "0" * 40)  # the study's first worker ran another commit
+    warned = run_py(tmp_path, *QUICK, "sweep.n_trials=2")
+    assert warned.returncode == 0, explain(warned)
+    lines = [line for line in warned.stderr.splitlines() if "code_version=" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: code_version=") and "000000000000" in lines[0]
+    refused = run_py(tmp_path, *QUICK, "sweep.n_trials=3", "sweep.allow_code_mismatch=false")
+    assert refused.returncode == 2, explain(refused)
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "sweep.allow_code_mismatch=false" in errors[0] and "000000000000" in errors[0]
+    assert len(load(tmp_path).trials) == 2  # nothing ran
+
+
+class RecordingTracker(NullTracker):
+    """A tracker that keeps what it was told: ``epochs`` logged and ``ended`` (state, reason)."""
+
+    def __init__(self):
+        self.epochs, self.ended = [], []
+
+    def log_epoch(self, metrics, step) -> None:
+        self.epochs.append(step)
+
+    def end_trial(self, state, final, result=None, reason=None) -> None:
+        self.ended.append((state, reason))
+
+
+def heartbeat_plan(folder: Path, *overrides: str):
+    """A plan on a SQLite study with heartbeats every second (grace 2 s), as on a database."""
+    url = f"sqlite:///{folder / 'study.db'}?heartbeat_interval=1&grace_period=2"
+    return plan_for(*QUICK, f"sweep.storage='{url}'", *overrides)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # Optuna's retry callback
+def test_a_trial_whose_worker_died_claiming_it_is_failed_and_retried_by_the_next_claim(hydra_conf):
+    plan = heartbeat_plan(hydra_conf, "sweep.n_trials=2")
+    storage = connect(plan)
+    study = open_study(plan, storage=storage)
+    orphan = study.ask()  # its worker died before it recorded its pid and first heartbeat (Optuna never fails it)
+    values = suggest(orphan, plan.space)
+    retry = claim_trial(study, plan, Heartbeats(storage, study.study_name))
+    assert study.trials[0].state == S.FAIL and retry.number == 1 and suggest(retry, plan.space) == values
+    assert study.trials[1].system_attrs["retry_history"] == [0] and retry.user_attrs["pid"] == os.getpid()
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_worker_whose_trial_was_failed_for_a_stale_heartbeat_stops_training_it(hydra_conf):
+    plan = heartbeat_plan(hydra_conf, 'sweep.params={train.epochs: "choice(60)"}', "data.n_samples=4000",
+                          "train.batch_size=4")  # 60 epochs, ~10 s
+    storage = connect(plan)
+    study = open_study(plan, storage=storage)
+    heartbeats, tracker = Heartbeats(storage, study.study_name), RecordingTracker()
+    trial = claim_trial(study, plan, heartbeats)
+    outcome = []
+
+    def worker() -> None:
+        with heartbeats.beating(trial.number) as taken:
+            outcome.append(run_trial(study, trial, plan, tracker, taken))
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    while not tracker.epochs:
+        time.sleep(0.05)
+    study.tell(trial.number, state=S.FAIL)  # another worker took its heartbeat for stale
+    thread.join(60)
+    assert outcome == ["retried"] and tracker.ended == [("retried", TAKEN_OVER)]
+    assert len(tracker.epochs) < 60  # it stopped within a heartbeat and an epoch
+    assert study.trials[0].state == S.FAIL and "fail_reason" not in study.trials[0].user_attrs
+
+
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # Optuna's retry callback
 def test_a_queued_retry_is_claimed_with_its_parameters_and_takes_the_place_of_its_trial(hydra_conf):
     plan = plan_for(*QUICK, "sweep.n_trials=2")
@@ -578,3 +660,22 @@ def test_ctrl_c_during_a_journal_write_leaves_the_journal_unlocked(tmp_path, syn
     with open(backend._file_path) as other:  # released: another process's write does not wait
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
     assert len(list(backend.read_logs(0))) == 1
+
+
+def test_a_relative_learning_rate_is_a_factor_of_the_chosen_optimizers_default(hydra_conf):
+    from experiments.sweep import trial_values
+
+    plan = plan_for("experiment=mnist1d", "tracking=none")  # optimizer.lr: tag(log, relative, interval(...))
+    defaults = {name: compose(config_name="config", overrides=[f"optimizer={name}"]).optimizer.lr
+                for name in plan.space["optimizer"].choices}
+    assert len(set(defaults.values())) > 2  # the factor means other rates for other optimizers
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(8):
+        trial = study.ask()
+        values = trial_values(trial, plan)
+        cfg = compose_trial(plan, values)
+        factor = trial.params["optimizer.lr/default"]
+        assert "optimizer.lr" not in trial.params
+        assert cfg.optimizer.lr == pytest.approx(factor * defaults[cfg.optimizer.name], rel=1e-12)
+        assert trial.user_attrs["optimizer.lr"] == cfg.optimizer.lr
+        study.tell(trial, 0.0)

@@ -7,7 +7,6 @@ on 127.0.0.1, started in the background when this module starts and stopped at i
 """
 
 import http.server
-import multiprocessing
 import sqlite3
 import subprocess
 import sys
@@ -106,7 +105,14 @@ def check_study_record(client, study: optuna.Study, tmp: Path) -> dict:
             for name in ("train_cost", "val_cost", "val_accuracy", "time"):
                 history = client.get_metric_history(run.info.run_id, name)
                 assert [m.step for m in history] == list(range(1, epochs + 1)), name
-            assert {"test_cost", "test_accuracy"} <= set(run.data.metrics)
+            # the curves and, when complete, the objective's value are the only metrics (the UI's Model
+            # metrics tab leads with the curves); the final numbers are tags, n_params a param
+            value = {"value"} if trial.state == optuna.trial.TrialState.COMPLETE else set()
+            assert set(run.data.metrics) == {"train_cost", "val_cost", "train_accuracy", "val_accuracy", "time",
+                                             *value}, trial.number
+            assert run.data.metrics.get("value", trial.value) == trial.value
+            assert float(run.data.tags["test_cost"]) > 0 and 0 <= float(run.data.tags["test_accuracy"]) <= 1
+            assert run.data.tags["epochs_run"] == str(epochs) and int(run.data.params["n_params"]) > 0
             weights = {a.path for a in client.list_artifacts(run.info.run_id, "weights")}
             assert weights == {"weights/initial.npz", "weights/final.npz"}
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -127,8 +133,9 @@ def check_weights_reproduce(client, run, dst: Path) -> None:
     val = TrainResult(final, initial.params, None, {}).evaluate(data.X_val, data.y_val, cost, "val")
     curve = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_cost")}
     best = min(curve, key=curve.get)
-    assert cfg.train.restore_best and run.data.metrics["restored_epoch"] == best
-    assert run.data.metrics["restored_val_cost"] == pytest.approx(curve[best], rel=1e-9)
+    assert cfg.train.restore_best and run.data.tags["restored_epoch"] == str(best)
+    assert float(run.data.tags["restored_val_cost"]) == pytest.approx(curve[best], rel=1e-9)
+    assert run.data.metrics["value"] == float(run.data.tags["restored_val_cost"])  # the objective, sortable
     assert val["val_cost"] == pytest.approx(curve[best], rel=1e-6)
 
 
@@ -151,6 +158,25 @@ def test_run_status_mirrors_the_trial():
     assert tracking.INTERRUPTED_REASON == sweep.INTERRUPTED
 
 
+def test_a_runs_final_numbers_are_tags_and_a_param_and_its_objective_the_one_metric():
+    final = {"epochs_run": 5.0, "n_params": 162.0, "restored_epoch": 3.0, "restored_val_cost": 0.25,
+             "restored_val_accuracy": 0.875, "test_cost": 0.1 + 0.2, "test_accuracy": 0.9}
+    last = {"val_cost": 0.5, "val_accuracy": 0.75, "train_cost": 0.4}  # the curves' last epoch (not the kept)
+    metrics, params, tags = tracking.result_records(final, last, ["val_cost"])
+    assert metrics == {"value": 0.25} and params == {"n_params": "162"}
+    assert tags == {"epochs_run": "5", "restored_epoch": "3", "restored_val_cost": "0.25",
+                    "restored_val_accuracy": "0.875", "test_cost": repr(0.1 + 0.2), "test_accuracy": "0.9"}
+    # sorted as MLflow's Model metrics tab sorts its charts: the curves come first
+    assert sorted([*tracking.EPOCH_METRICS, *metrics])[-1] == "value"
+    two, _, _ = tracking.result_records(final, last, ["val_accuracy", "n_params"])
+    assert two == {"value_0": 0.875, "value_1": 162.0}
+    assert tracking.result_records({}, last, ["train_cost"])[0] == {"value": 0.4}  # no kept epoch: the last
+    assert tracking.result_records(final, last, [])[0] == {}  # pruned or failed: no objective value
+    # read back, the tags and param give what the one-step metrics of older runs gave
+    old = tracking.logged_results({**last, **final}, {}, {})
+    assert tracking.logged_results({**last, **metrics}, params, tags) == old == final
+
+
 def test_sqlite_uri_is_made_absolute_and_the_null_tracker_is_off(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert absolute_uri("sqlite:///mlflow.db") == f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -158,26 +184,6 @@ def test_sqlite_uri_is_made_absolute_and_the_null_tracker_is_off(tmp_path, monke
     assert absolute_uri("http://h:5000") == "http://h:5000"
     off = OmegaConf.create({"tracking": {"enabled": False}})
     assert isinstance(make_tracker(off), NullTracker) and make_tracker(off).problems() is None
-
-
-def test_run_py_forks_the_tracking_process_early_and_the_tracker_takes_it(tmp_path, monkeypatch):
-    from experiments.tracking import process as tp
-
-    monkeypatch.chdir(tmp_path)
-    cfg = OmegaConf.create({"study_name": "s", "tracking": {"enabled": True, "uri": "sqlite:///mlflow.db",
-                                                            "experiment": None, "log_plots": False}})
-    tp.prestart(OmegaConf.merge(cfg, {"tracking": {"enabled": False}}))
-    assert tp.prestarted() is None  # tracking off: no process
-    tp.prestart(cfg, after=multiprocessing.get_context("fork").Event())  # never set: records still come first
-    early = tp.prestarted()
-    assert early.process.is_alive()
-    assert tp.take(tp.settings_of(cfg)) is early and tp.prestarted() is None  # taken once
-    assert early.close(60)["failed"] == 0 and not early.process.is_alive()  # it wrote nothing, it ended
-    tp.prestart(cfg)  # a tracker with other settings does not take it: it is stopped
-    early = tp.prestarted()
-    assert tp.take(tp.settings_of(OmegaConf.merge(cfg, {"study_name": "t"}))) is None
-    early.process.join(5)
-    assert not early.process.is_alive() and not (tmp_path / "mlflow.db").exists()
 
 
 def test_the_study_files_say_why_they_were_not_drawn_in_one_line(tmp_path):

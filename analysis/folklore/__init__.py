@@ -7,19 +7,23 @@ docs/findings.md and the README's table.
 """
 
 import time
+from dataclasses import replace
 from importlib import import_module
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from experiments.config import FOLKLORE
+from experiments.config import FOLKLORE, FOLKLORE_VARIANTS
 
 from ..loading import load_optuna_study
-from .common import Findings, FindingsError, StudyData, read_study, write_findings
+from .common import Findings, FindingsError, StudyData, findings_name, read_study, write_findings
 
-EXPERIMENTS = FOLKLORE  # the experiments with findings, in the order of docs/findings.md
+EXPERIMENTS = FOLKLORE  # the experiments with findings
+# every findings folder, in the order of docs/findings.md: each experiment, then its variants on other data
+NAMES = tuple(n for e in EXPERIMENTS for n in (e, *(v for v, of in FOLKLORE_VARIANTS.items() if of == e)))
 
-__all__ = ["EXPERIMENTS", "Findings", "FindingsError", "StudyData", "read_study", "run_findings", "write_findings"]
+__all__ = ["EXPERIMENTS", "NAMES", "Findings", "FindingsError", "StudyData", "read_study", "run_findings",
+           "write_findings"]
 
 
 def run_findings(cfg: DictConfig) -> Path:
@@ -27,7 +31,7 @@ def run_findings(cfg: DictConfig) -> Path:
     start = time.perf_counter()
     module = import_module(f"{__name__}.{cfg.findings.experiment}")
     study = read_study(cfg, getattr(module, "CONFIG_KEYS", ()))
-    findings = module.findings(study)
+    findings = replace(module.findings(study), experiment=findings_name(cfg))
     findings.notes.append(f"{timing(study)}; findings computed in {time.perf_counter() - start:.0f} s.")
     return write_findings(findings, cfg, study.record)
 

@@ -96,9 +96,15 @@ def thresholds(cfg: DictConfig) -> tuple[float, float]:
     return tau, tau if train is None else float(train)
 
 
+def findings_name(cfg: DictConfig) -> str:
+    """The findings' folder and title, also the preset's name: ``findings.name`` (a variant on another
+    data set, e.g. ``dropout_mnist1d``), else ``findings.experiment``."""
+    return str(cfg.findings.get("name") or cfg.findings.experiment)
+
+
 def command(cfg: DictConfig) -> str:
     """The command that reproduces the experiment."""
-    return f"python run.py experiment={cfg.findings.experiment}"
+    return f"python run.py experiment={findings_name(cfg)}"
 
 
 # ---------------------------------------------------------------------------- tables
@@ -198,7 +204,8 @@ def markdown(findings: Findings, cfg: DictConfig, level: int = 2) -> str:
     """The findings as Markdown: title, claim, command, verdict, table, figures, notes."""
     head = "#" * level
     lines = [f"{head} {findings.experiment}", "", f"**Claim.** {findings.claim}", "",
-             f"**Command.** `{command(cfg)}` (study `{cfg.study_name}`)", "", findings.verdict, "",
+             f"**Command.** `{command(cfg)}` (study `{cfg.study_name}`, data set `{cfg.data.name}`)", "",
+             findings.verdict, "",
              findings.table.to_markdown(index=False, floatfmt=".4g"), ""]
     lines += [f"![{stem}]({stem}.png)" for stem in findings.figures] + [""]
     lines += [f"- {note}" for note in findings.notes]

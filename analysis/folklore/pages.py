@@ -3,12 +3,13 @@
     python -m analysis.folklore.pages [--findings findings] [--page docs/findings.md] [--readme README.md]
                                       [--store analysis/findings]
 
-For every experiment with a ``<findings>/<name>/findings.md`` (written by ``python run.py
+For every experiment or variant with a ``<findings>/<name>/findings.md`` (written by ``python run.py
 experiment=NAME``), the folder is copied to ``<store>/<name>/``; the page's part between
-``<!-- findings:begin -->`` and ``<!-- findings:end -->`` is rewritten (per experiment its claim, the
-command, the verdict paragraph, its first figure, links to the whole table), and so is the README's
-part between ``<!-- findings-table:begin -->`` and ``<!-- findings-table:end -->`` (a row per
-experiment: its claim, the verdict's first words, a link to the page). Experiments without findings
+``<!-- findings:begin -->`` and ``<!-- findings:end -->`` is rewritten (per experiment its data set, its
+claim, the command, the verdict paragraph, its first figure, links to the whole table), and so is the
+README's part between ``<!-- findings-table:begin -->`` and ``<!-- findings-table:end -->`` (a row per
+experiment: its data set, claim, the verdict's first words, a link to the page). The data set is the
+one ``conf/experiment/NAME.yaml`` composes to. Experiments without findings
 keep no entry; the rest of both files is left as it is. Nothing is copied or written unless both
 files have their markers.
 """
@@ -22,7 +23,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import EXPERIMENTS
+from hydra import compose, initialize_config_dir
+
+from experiments.config import register_configs
+
+from . import NAMES
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 BEGIN, END = "<!-- findings:begin -->", "<!-- findings:end -->"
 TABLE_BEGIN, TABLE_END = "<!-- findings-table:begin -->", "<!-- findings-table:end -->"
@@ -42,31 +49,39 @@ def parts(markdown: str) -> dict[str, str]:
     return {"claim": claim, "command": command, "verdict": blocks[blocks.index(command) + 1], "figure": stem}
 
 
-def entry(name: str, markdown: str, store: Path, page_dir: Path) -> str:
+def data_sets(names) -> dict[str, str]:
+    """{name: the data set ``experiment=name`` composes to}."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return {name: str(compose(config_name="config", overrides=[f"experiment={name}"]).data.name) for name in names}
+
+
+def entry(name: str, markdown: str, store: Path, page_dir: Path, data: str) -> str:
     """The page's entry of one experiment from its ``findings.md`` text; links relative to the page."""
     found = parts(markdown)
     folder = Path(os.path.relpath(store / name, page_dir)).as_posix()
-    lines = [f"## {name}", "", found["claim"], "", found["command"], "", found["verdict"], ""]
+    lines = [f"## {name}", "", f"**Data set.** {data}", "", found["claim"], "", found["command"], "",
+             found["verdict"], ""]
     if found["figure"]:
         lines += [f"![{name}]({folder}/{found['figure']})", ""]
     lines += [f"Table and notes: [{folder}/findings.md]({folder}/findings.md) ([CSV]({folder}/findings.csv)).", ""]
     return "\n".join(lines)
 
 
-def table_row(name: str, markdown: str, page: Path, readme_dir: Path) -> str:
-    """The README's row of one experiment: its claim, the verdict's lead words, a link to its entry."""
+def table_row(name: str, markdown: str, page: Path, readme_dir: Path, data: str) -> str:
+    """The README's row of one experiment: its data set, claim, the verdict's lead words, a link to its entry."""
     found = parts(markdown)
     claim = found["claim"].removeprefix("**Claim.**").strip()
     lead = re.match(r"\*\*(.+?)\*\*", found["verdict"])
     verdict = lead.group(1).rstrip(":.") if lead else found["verdict"].split(":", 1)[0]
     link = Path(os.path.relpath(page, readme_dir)).as_posix()
-    return f"| [{name}]({link}#{name}) | {claim} | {verdict} |"
+    return f"| [{name}]({link}#{name}) | {data} | {claim} | {verdict} |"
 
 
 def collect(findings: Path, store: Path) -> dict[str, str]:
     """{experiment: its findings.md text} for those with findings; copies each folder into ``store``."""
     found = {}
-    for name in EXPERIMENTS:
+    for name in NAMES:
         source = findings / name / "findings.md"
         if not source.is_file():
             continue
@@ -113,10 +128,13 @@ def main(argv=None) -> int:
         if not found:
             raise PagesError(f"--findings {findings}: no <experiment>/findings.md there; run "
                              "`python run.py experiment=NAME` first")
-        body = "\n".join(entry(name, text, store, page.resolve().parent) for name, text in found.items())
-        rows = [table_row(name, text, page.resolve(), readme.resolve().parent) for name, text in found.items()]
+        data = data_sets(found)
+        body = "\n".join(entry(name, text, store, page.resolve().parent, data[name]) for name, text in found.items())
+        rows = [table_row(name, text, page.resolve(), readme.resolve().parent, data[name])
+                for name, text in found.items()]
         rewrite(page, BEGIN, END, body)
-        rewrite(readme, TABLE_BEGIN, TABLE_END, "\n".join(["| finding | claim | verdict |", "|---|---|---|", *rows]))
+        rewrite(readme, TABLE_BEGIN, TABLE_END,
+                "\n".join(["| finding | data | claim | verdict |", "|---|---|---|---|", *rows]))
     except PagesError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

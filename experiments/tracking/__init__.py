@@ -13,30 +13,33 @@ only those above it (none imports this package's ``__init__``):
 - ``store``: new SQLite stores seeded from a cached empty schema; the lock that opens one.
 - ``summary``: the study's summary on its parent run (metrics, tags, a Markdown note).
 - ``recorder``: ``Recorder``, the tracking process's side: every MLflow call.
-- ``process``: ``Link``, the forked tracking process and the pipe to it; ``prestart``, ``take``.
+- ``spool``: ``Spool``, every record on local disk until MLflow has it (a server restart, a killed worker).
+- ``process``: ``Link``, the forked tracking process and the pipe to it.
 - ``tracker``: the caller's side: ``NullTracker``, ``MlflowTracker``, ``make_tracker``.
 - ``replay``: ``fetch_run``, a recorded run's config and curves read back.
 
 The names below are importable from the package itself (``from experiments.tracking import
-make_tracker``); each is loaded from its module on first use, so importing the package, or
-``experiments.tracking.process`` (which run.py loads before it forks), imports none of the
-others: the launching process need not load MLflow's side, Optuna's plots or the URL probe.
+make_tracker``); each is loaded from its module on first use, so importing the package imports
+none of the others: a process that only reads record names need not load MLflow's side, Optuna's
+plots or the URL probe.
 """
 
 import importlib
 
 _HOMES = {
     "schema": ("BEST_TAG", "EPOCH_METRICS", "INTERRUPTED_REASON", "OPTUNA_STATE", "OUTCOME_TAG", "PARENT_ATTR",
-               "RESTORED", "STATUS", "STORAGE_TAG", "STUDY_SECONDS", "TRAIN_SUFFIX", "Settings", "TrackingError",
-               "absolute_uri", "experiment_name", "final_metrics", "is_number", "run_status", "settings_of",
-               "trial_outcome", "trial_run_name"),
+               "RESTORED", "STATUS", "STORAGE_TAG", "STUDY_SECONDS", "TRAIN_SUFFIX", "VALUE", "Settings",
+               "TrackingError", "absolute_uri", "experiment_name", "final_metrics", "is_number", "is_result",
+               "logged_results", "result_records", "run_result", "run_status", "settings_of", "trial_outcome",
+               "trial_run_name", "value_names"),
     "reachable": ("CHECK_TIMEOUT", "check_reachable", "is_file_store"),
     "quiet": ("quiet_mlflow",),
     "environment": ("environment_tags", "git_commit"),
     "store": ("save_template", "seed_store", "store_lock", "template_path"),
     "summary": ("SUMMARY_METRICS", "study_summary"),
     "recorder": ("Recorder", "masked"),
-    "process": ("Link", "prestart", "take"),
+    "spool": ("Spool", "spool_folder"),
+    "process": ("Link",),
     "tracker": ("CLOSE_TIMEOUT", "MlflowTracker", "NullTracker", "make_tracker"),
     "replay": ("fetch_run",),
 }

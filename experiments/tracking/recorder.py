@@ -29,7 +29,7 @@ import yaml
 
 from ..config import YAML_DUMPER, flatten
 from ..plots import StudySnapshot, render_curves
-from ..storage import claim_lock, describe, open_storage
+from ..storage import claim_lock, describe, exclusive, open_storage
 from ..urls import mask_password
 from .breaker import Lost, Trouble
 from .environment import environment_tags
@@ -41,6 +41,8 @@ from .schema import (
     PARENT_ATTR,
     STORAGE_TAG,
     Settings,
+    logged_results,
+    result_records,
     trial_outcome,
     trial_run_name,
 )
@@ -80,6 +82,7 @@ class Recorder:
         self.runs: dict[Any, _OpenRun] = {}
         self.tests: dict[int, dict] = {}  # trial number -> its final and test metrics
         self.train_run: tuple[str, str] | None = None  # (run id, run name) of a ``mode=train`` run
+        self.replaying = False  # a record sent again (experiments.tracking.spool): a trial's run may exist
         self._warm = False
         self.busy: dict[str, float] = {}  # wall seconds per message kind (and "connect", within the first)
         self.cpu: dict[str, float] = {}  # CPU seconds per message kind (and "connect")
@@ -217,6 +220,25 @@ class Recorder:
                 why = "the process that ran it was killed before the trial ended"
                 self.call("study", "set_tag", run.info.run_id, "killed_reason", why)
                 self.call("study", "set_terminated", run.info.run_id, "KILLED")
+        self._record_runless_dead_trials(trials.values())
+
+    def _record_runless_dead_trials(self, trials) -> None:
+        """A KILLED run with a ``killed_reason`` for each dead trial (FAIL without a ``fail_reason``) whose
+        worker died before it made the trial's run: every trial has one. Under a lock of the study's, so
+        that two workers ending together make one."""
+        dead = [t.number for t in trials
+                if t.state == optuna.trial.TrialState.FAIL and "fail_reason" not in t.user_attrs]
+        if not dead:
+            return
+        with exclusive(self.storage, f"runs:{self.study_name}"):
+            for number in dead:
+                if self._trial_run(number) is not None:
+                    continue
+                tags = {"optuna.study": str(self.study_name), "optuna.trial_number": str(number),
+                        "optuna.trial_state": "FAIL", "mlflow.parentRunId": self.parent,
+                        "killed_reason": "the process that ran it was killed before it made the trial's run"}
+                run = self.call("study", "create_run", self._experiment_id, tags=tags, run_name=trial_run_name(number))
+                self.call("study", "set_terminated", run.info.run_id, "KILLED")
 
     def on_study_end(self, interrupted: bool, folder: str) -> None:
         """The summary, then ``folder`` (plots/, trials.csv: see ``draw_study_files``) as artifacts."""
@@ -257,7 +279,9 @@ class Recorder:
                               f"tags.`mlflow.parentRunId` = '{self.parent}' and tags.`optuna.trial_number` = "
                               f"'{number}'", max_results=1)
             if found:
-                return {**found[0].data.metrics, "run_id": found[0].info.run_id}
+                data = found[0].data
+                return {**data.metrics, **logged_results(data.metrics, data.params, data.tags),
+                        "run_id": found[0].info.run_id}
         return {}
 
     # -- trials
@@ -277,13 +301,22 @@ class Recorder:
         seed = container.get("train", {}).get("seed")
         if seed is not None:
             tags["seed"] = str(seed)
-        run = self.call(key, "create_run", self.experiment_id(key), tags=tags, run_name=run_name)
+        run = self._trial_run(number) if self.replaying and number is not None else None
+        if run is None:
+            run = self.call(key, "create_run", self.experiment_id(key), tags=tags, run_name=run_name)
         if number is None:
             self.train_run = (run.info.run_id, run_name)
         params = [_param(k, v) for k, v in (flatten(container) if container else {}).items()]
         # The params go with the first curve batch (a flush, or the trial's end): one store call
         # less per trial (a batch costs ~5 ms CPU on SQLite, whatever it holds).
         self.runs[key] = _OpenRun(run.info.run_id, run.info.artifact_uri, number, container, params=params)
+
+    def _trial_run(self, number: int):
+        """Trial ``number``'s run under this study's parent, if one was made (a record sent again)."""
+        found = self.call(number, "search_runs", [self.experiment_id(number)],
+                          f"tags.`mlflow.parentRunId` = '{self.parent}' and tags.`optuna.trial_number` = '{number}'",
+                          max_results=1)
+        return found[0] if found else None
 
     def experiment_id(self, key) -> str:
         """The experiment's id (the client made on first use)."""
@@ -309,8 +342,13 @@ class Recorder:
             if run.number is not None:  # the UI draws KILLED and FAILED alike: the name and a tag tell them apart
                 outcome = trial_outcome(state, status)
                 tags += [_tag(OUTCOME_TAG, outcome), _tag("mlflow.runName", trial_run_name(run.number, outcome))]
-            self.call(key, "log_batch", run.run_id, tags=tags, params=run.take_params(),
-                      metrics=_epoch_metrics(epochs) + [_metric(k, v, now, step) for k, v in final.items()])
+            # final numbers as tags and a param, the objective's value as the one metric: the UI's
+            # Model metrics tab then leads with the curves (schema.result_records)
+            metrics, params, results = result_records(final, run.epochs[-1][1] if run.epochs else {},
+                                                      objective_metrics(run.container) if state == "complete" else [])
+            self.call(key, "log_batch", run.run_id, tags=tags + [_tag(k, v) for k, v in results.items()],
+                      params=run.take_params() + [_param(k, v) for k, v in params.items()],
+                      metrics=_epoch_metrics(epochs) + [_metric(k, v, now, step) for k, v in metrics.items()])
             folder = folder or tempfile.mkdtemp(prefix="nnsweep-run-")
             self._write_run_files(run, folder)
             self.trouble.call(key, self._artifacts(run).log_artifacts, folder)
@@ -383,6 +421,11 @@ def experiment_tags(study_name: str, container: dict) -> dict[str, str]:
     return {"study": study_name, "data": data, "objective": goal, "mlflow.note.content": note}
 
 
+def objective_metrics(container: dict) -> list[str]:
+    """The metric names of the objective of a run's config (``sweep.objective.metrics``; none without one)."""
+    return list(container.get("sweep", {}).get("objective", {}).get("metrics", []))
+
+
 def _study_params(container: dict) -> dict[str, Any]:
     """The parent run's params: the sweep config (passwords masked) and the study name."""
     params = {f"sweep.{k}": v for k, v in flatten(container["sweep"]).items()}
@@ -392,13 +435,15 @@ def _study_params(container: dict) -> dict[str, Any]:
 
 
 def _reason_tags(state: str, status: str, reason: str | None):
-    """pruned=true, prune_reason / fail_reason (first line) and the run's description with all of it."""
+    """pruned=true, prune_reason / killed_reason (retried) / fail_reason (first line) and the run's
+    description with all of it."""
     tags = []
     if state == "pruned":
         tags.append(_tag("pruned", "true"))
     if reason:
         first = reason.splitlines()[0]
-        tags.append(_tag("prune_reason" if state == "pruned" else "fail_reason", first[:5000]))
+        name = {"pruned": "prune_reason", "retried": "killed_reason"}.get(state, "fail_reason")
+        tags.append(_tag(name, first[:5000]))
         word = "Pruned" if state == "pruned" else {"KILLED": "Stopped", "FAILED": "Failed"}.get(status, "Ended")
         body = reason if "\n" not in reason else f"{first}\n\n```\n{reason[len(first):].strip()}\n```"
         tags.append(_tag("mlflow.note.content", f"{word}: {body}"[:7900]))

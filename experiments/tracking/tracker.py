@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 
 from ..config import split_seed
 from ..plots import draw_study_files
-from .process import Link, take
+from .process import Link
 from .reachable import check_reachable
 from .schema import EPOCH_METRICS, final_metrics, run_status, settings_of
 
@@ -237,6 +237,9 @@ class MlflowTracker:
         parts = []
         if report.get("timeout"):
             parts.append(f"the tracking process did not finish within {CLOSE_TIMEOUT:.0f} s")
+        if report.get("kept"):
+            parts.append(f"{report['kept']} records wait in {report['spool']} for the server to answer: the next "
+                         "run.py started in this launch dir sends them")
         if report.get("failed") or report.get("skipped"):
             trials = report.get("trials", [])
             what = [f"the runs of trials {', '.join(map(str, trials[:10]))}{', ...' if len(trials) > 10 else ''}"]
@@ -252,7 +255,7 @@ class MlflowTracker:
     def _send(self, message: tuple) -> None:
         try:
             if self._link is None:
-                self._link = take(self.settings) or Link(self.settings)
+                self._link = Link(self.settings)
                 atexit.register(self._close_at_exit)
             self._link.send(message)
         except Exception as err:  # the tracking process is gone: count, never fail the caller
