@@ -136,8 +136,8 @@ class Postgres:
         auth = user if password is None else f"{user}:{password}"
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}" + (f"?{query}" if query else "")
 
-    def create_database(self, name: str) -> str:
-        """A new empty database ``name``; returns its URL."""
+    def execute(self, statement: str, params: tuple | None = None) -> tuple | None:
+        """``statement`` run as the superuser on the ``postgres`` database (autocommit); its first row, if any."""
         import psycopg2
 
         connection = psycopg2.connect(host="127.0.0.1", port=self.port, user=PG_USER, dbname="postgres",
@@ -145,25 +145,20 @@ class Postgres:
         try:
             connection.autocommit = True
             with connection.cursor() as cursor:
-                cursor.execute(f'CREATE DATABASE "{name}"')
+                cursor.execute(statement, params)
+                return cursor.fetchone() if cursor.description is not None else None
         finally:
             connection.close()
+
+    def create_database(self, name: str) -> str:
+        """A new empty database ``name``; returns its URL."""
+        self.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
     def terminate_backends(self, database: str) -> int:
         """``pg_terminate_backend`` every connection to ``database``, as a database that drops them; how many."""
-        import psycopg2
-
-        connection = psycopg2.connect(host="127.0.0.1", port=self.port, user=PG_USER, dbname="postgres",
-                                      connect_timeout=10)
-        try:
-            connection.autocommit = True
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                               "WHERE datname = %s AND pid <> pg_backend_pid()", (database,))
-                return int(cursor.fetchone()[0])
-        finally:
-            connection.close()
+        return int(self.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                "WHERE datname = %s AND pid <> pg_backend_pid()", (database,))[0])
 
     def stop(self) -> None:
         """Stop the server (immediately: a test database) and delete its directory."""
