@@ -232,7 +232,7 @@ class Recorder:
             return
         with exclusive(self.storage, f"runs:{self.study_name}"):
             for number in dead:
-                if self._trial_run(number) is not None:
+                if self._trial_run(number, "study") is not None:
                     continue
                 tags = {"optuna.study": str(self.study_name), "optuna.trial_number": str(number),
                         "optuna.trial_state": "FAIL", "mlflow.parentRunId": self.parent,
@@ -275,13 +275,11 @@ class Recorder:
         if number in self.tests:
             return dict(self.tests[number])
         with contextlib.suppress(Lost):
-            found = self.call("study", "search_runs", [self._experiment_id],
-                              f"tags.`mlflow.parentRunId` = '{self.parent}' and tags.`optuna.trial_number` = "
-                              f"'{number}'", max_results=1)
-            if found:
-                data = found[0].data
+            run = self._trial_run(number, "study")
+            if run is not None:
+                data = run.data
                 return {**data.metrics, **logged_results(data.metrics, data.params, data.tags),
-                        "run_id": found[0].info.run_id}
+                        "run_id": run.info.run_id}
         return {}
 
     # -- trials
@@ -311,9 +309,11 @@ class Recorder:
         # less per trial (a batch costs ~5 ms CPU on SQLite, whatever it holds).
         self.runs[key] = _OpenRun(run.info.run_id, run.info.artifact_uri, number, container, params=params)
 
-    def _trial_run(self, number: int):
-        """Trial ``number``'s run under this study's parent, if one was made (a record sent again)."""
-        found = self.call(number, "search_runs", [self.experiment_id(number)],
+    def _trial_run(self, number: int, key=None):
+        """Trial ``number``'s run under this study's parent, if one was made; ``key``: whose call it is
+        (default: the trial's)."""
+        key = number if key is None else key
+        found = self.call(key, "search_runs", [self.experiment_id(key)],
                           f"tags.`mlflow.parentRunId` = '{self.parent}' and tags.`optuna.trial_number` = '{number}'",
                           max_results=1)
         return found[0] if found else None

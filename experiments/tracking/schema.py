@@ -4,8 +4,7 @@ Record names shared with the Optuna study and with analysis (``PARENT_ATTR``, ``
 ``STORAGE_TAG``, ``EPOCH_METRICS``, ``RESTORED``), which of a run's final numbers are a metric, params
 or tags (``result_records``; ``logged_results`` reads either layout), how a trial's end maps to an MLflow run status,
 the ``Settings`` of a tracking process (``settings_of`` a config, the MLflow experiment it writes
-to) and ``TrackingError``. This module imports neither MLflow nor Optuna: run.py loads it (through
-experiments.tracking.process) before forking.
+to) and ``TrackingError``. This module imports neither MLflow nor Optuna.
 """
 
 from __future__ import annotations
