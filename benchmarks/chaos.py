@@ -14,14 +14,16 @@ The script starts a PostgreSQL server and an ``mlflow server`` backed by it on 1
          ``pg``     ``pg_terminate_backend`` of every connection of the workers to the study's database.
          A worker that should start while the server is down starts once it is back (run.py refuses
          an unreachable ``tracking.uri``, as a scheduler would retry). When the chaos stops, the
-         workers still running finish the study.
+         workers still running finish the study. A launch dir that then still holds a dead
+         worker's spool (its successors there were killed before they could send it) gets one more
+         ``run.py``, which finds the study done and sends the spool, as a user would recover.
 
 Then it checks the chaos study and prints each check: ``n_trials`` counted trials; no trial RUNNING
 or WAITING; parameter sets unique except declared retries; one parent run; one child run per trial
 whose status mirrors it (COMPLETE: FINISHED; PRUNED: KILLED with ``pruned``; retried: KILLED with
 ``killed_reason``; interrupted: KILLED; failed: FAILED); each FINISHED run with one ``val_cost`` point per
-epoch run and ``weights/final.npz`` that reproduces the trial's val_cost on its validation split.
-Exit 1 when a check fails.
+epoch run and ``weights/final.npz`` that reproduces the trial's val_cost on its validation split;
+no record left in a spool. Exit 1 when a check fails.
 
 Run it (about 8 minutes on 2 cores)::
 
@@ -169,9 +171,20 @@ def chaos_loop(workers: list[Worker], command: list[str], postgres: Postgres, se
                 faults[kind] += 1
         if now - begin > args.minutes * 60 + FINISH_TIMEOUT:  # run_study kills those still running
             raise RuntimeError(f"study {name}: the workers did not finish within {FINISH_TIMEOUT:.0f} s of the chaos")
+    held = [w for w in workers if held_spools(w)]
+    for w in held:  # a dead worker's records wait in its launch dir: one more run.py there sends them
+        start(w, command)
+    for w in held:
+        w.proc.wait(FINISH_TIMEOUT)
+        w.reap()
     seconds = time.monotonic() - begin
-    return {"storage": storage, "seconds": seconds, "faults": faults, "workers": workers,
+    return {"storage": storage, "seconds": seconds, "faults": faults, "workers": workers, "resumed": len(held),
             "chaos_seconds": min(seconds, args.minutes * 60) if chaos else 0.0}
+
+
+def held_spools(worker: Worker) -> list[Path]:
+    """The tracking spools left in a worker's launch dir (experiments.tracking.spool): a dead worker's records."""
+    return sorted(worker.folder.glob("outputs/tracking-spool/*/*.spool"))
 
 
 def spool_events(workers: list[Worker]) -> tuple[int, int, int]:
@@ -343,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     exits = collections.Counter(code for w in soak["workers"] for code, _ in w.exits)
     unexpected = [(code, line) for w in soak["workers"] for code, line in w.exits if not expected_exit(code, line)]
     checks.add("no worker ended with an unexpected error", not unexpected, unexpected or "none")
+    left = [str(p.relative_to(folder)) for w in soak["workers"] for p in held_spools(w)]
+    checks.add("no record left in a spool", not left, left or "none")
     print(f"faults injected: {sum(faults.values())} ("
           + ", ".join(f"{k} {faults[k]}" for k in FAULTS) + ")")
     print("worker exits: " + ", ".join(f"{code}: {n}" for code, n in sorted(exits.items()))
@@ -350,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     print("trials: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     outages, resent, adopted = spool_events(soak["workers"])
     print(f"spool: {resent} records held back through {outages} outages met by the workers, then sent; "
-          f"{adopted} dead workers' spools sent by the next worker in their launch dir")
+          f"{adopted} dead workers' spools sent by the next worker in their launch dir ({soak['resumed']} of these "
+          "workers started after the study was done, in the launch dirs that still held a spool)")
     calm_rate, soak_rate = args.trials / calm["seconds"] * 60, args.trials / soak["seconds"] * 60
     print(f"throughput: {soak_rate:.1f} trials/min under chaos, {calm_rate:.1f} calm: "
           f"{soak_rate / calm_rate:.2f}x")

@@ -10,10 +10,10 @@ from tqdm import tqdm
 
 import nncore
 
-from .composition import SweepError, check_space, make_plan
+from .composition import CheckAhead, SweepError, check_space, make_plan
 from .config import OPTIMIZER_SCHEMAS, Config, ConfigError, TrackingConfig, resolve_task, split_seed, validate
 from .data import DataError, load_dataset
-from .search_space import SearchSpaceError
+from .search_space import FACTOR_SUFFIX, SearchSpaceError
 from .storage import describe
 from .sweep import (
     INTERRUPTED,
@@ -37,15 +37,16 @@ USER_ERRORS = (ConfigError, DataError, SearchSpaceError, SweepError, TrackingErr
 SHOWN_FAILURES = 3  # failed trials the summary names with their reason
 
 
-def run(cfg: DictConfig, overrides: list[str]) -> int:
-    """Run the job ``cfg.mode`` names; returns the process exit code."""
+def run(cfg: DictConfig, overrides: list[str], ahead: CheckAhead | None = None) -> int:
+    """Run the job ``cfg.mode`` names; returns the process exit code. ``ahead``: the study's space
+    check, started by run.py before it imported this module."""
     try:
         validate(cfg)
         if cfg.get("replay"):
             return replay(cfg)
         if cfg.mode == "train":
             return train_once(cfg)
-        return sweep(cfg, overrides)
+        return sweep(cfg, overrides, ahead)
     except USER_ERRORS as err:
         print(f"error: {mask_password(str(err).splitlines()[0] if str(err) else type(err).__name__)}",
               file=sys.stderr)
@@ -147,11 +148,14 @@ def compare_curves(run_id: str, history, reference: dict) -> int:
     return 0
 
 
-def sweep(cfg: DictConfig, overrides: list[str]) -> int:
+def sweep(cfg: DictConfig, overrides: list[str], ahead: CheckAhead | None = None) -> int:
     """``mode=sweep``: run (or resume) the study to ``sweep.n_trials`` and summarise it."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the summary say it (as workers do)
     plan = make_plan(cfg, overrides)
-    check_space(plan)  # a key or value no trial could run stops here, before any study or run is made
+    if ahead is None:
+        check_space(plan)  # a key or value no trial could run stops here, before any study or run is made
+    else:
+        ahead.take(plan)  # the same check, done while run.py imported this module
     if "val_accuracy" in plan.metrics and resolve_task(cfg.data) == "regression":
         raise ConfigError("sweep.objective.metrics: val_accuracy needs a classification data set")
     load_dataset(cfg.data, split_seed(cfg))  # once, before the workers fork; bad data make no study
@@ -228,6 +232,15 @@ def _best_value(study: optuna.Study):
         return None
 
 
+def _shown_param(trial: optuna.trial.FrozenTrial, name: str, value) -> str:
+    """``key=value``; a factor of the key's default (``optimizer.lr/default``) as the value it gave,
+    ``optimizer.lr=0.00109 (1.09 x default)``."""
+    key = name.removesuffix(FACTOR_SUFFIX)
+    if key != name and key in trial.user_attrs:
+        return f"{key}={_fmt(trial.user_attrs[key])} ({_fmt(value)} x default)"
+    return f"{name}={_fmt(value)}"
+
+
 def summarise(cfg: DictConfig, study: optuna.Study) -> int:
     """Print the best trial, the counts, where things are, and what to run next."""
     counts = study_counts(study)
@@ -252,7 +265,7 @@ def summarise(cfg: DictConfig, study: optuna.Study) -> int:
                  if k in ("val_accuracy", "train_cost", "restored_epoch", "epochs_run")}
         if extra:
             print("  " + ", ".join(f"{k}={_fmt(v)}" for k, v in extra.items()))
-        print("  " + " ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items()))
+        print("  " + " ".join(_shown_param(trial, k, v) for k, v in trial.params.items()))
     failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
     for trial in failed[:SHOWN_FAILURES]:
         reason = trial.user_attrs.get("fail_reason", "its process ended before it could say why")

@@ -2,14 +2,20 @@
 
 Hydra composes the config of each combination of sampled config groups (``optimizer=adam``) once
 per process (~0.1 s each, as much as a short trial); the sampled plain values are then set on a
-copy as Hydra sets them.
+copy as Hydra sets them. ``CheckAhead`` runs ``check_space`` (and so these compositions) in a
+forked process while run.py imports the rest of the harness, and hands the configs over.
+This module imports neither scikit-learn nor the tracking code: run.py loads it before forking.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import multiprocessing
 import pickle
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from hydra import compose
@@ -21,7 +27,15 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from optuna.distributions import CategoricalDistribution
 
 from .config import SCHEMA_PREFIX, ConfigError, validate
-from .search_space import SearchSpaceError, as_overrides, grid_of, parse_search_space
+from .search_space import (
+    SearchSpaceError,
+    as_overrides,
+    grid_of,
+    param_name,
+    parse_search_space,
+    relative_keys,
+    scale_relative,
+)
 
 MAX_CHECKED = 32  # combinations of group options check_space composes; beyond that, each option once
 
@@ -104,7 +118,34 @@ def check_space(plan: SweepPlan) -> None:
         _check_values(plan, {**combination, **first}, ", ".join(f"{k}={v}" for k, v in combination.items()))
     for key, values in plain.items():
         for value in values[1:]:
-            _check_values(plan, {**chosen, **first, key: value}, f"{key}={value!r}")
+            _check_values(plan, {**chosen, **first, key: value}, f"{param_name(key, plan.space[key])}={value!r}")
+
+
+class CheckAhead:
+    """``check_space`` of one run's study, started in a forked process before run.py imports the rest
+    of the harness (~1 s, as long as composing the 7 optimizers of the default space)."""
+
+    def __init__(self, cfg: DictConfig, overrides: list[str]):
+        self.overrides = list(overrides)
+        self.pool = ProcessPoolExecutor(1, multiprocessing.get_context("fork"), initializer=signal.signal,
+                                        initargs=(signal.SIGINT, signal.SIG_IGN))  # Ctrl-C is run.py's
+        self.future = self.pool.submit(_checked_configs, cfg, self.overrides)
+
+    def take(self, plan: SweepPlan) -> None:
+        """The checked configs into ``plan.composed``; raises what ``check_space`` raised there (its
+        errors are the same whichever process finds them). A check that died is done again here."""
+        try:
+            plan.composed.update(self.future.result())
+        except BrokenProcessPool:
+            check_space(plan)
+        finally:
+            self.pool.shutdown()
+
+
+def _checked_configs(cfg: DictConfig, overrides: list[str]) -> dict:
+    plan = make_plan(cfg, overrides)
+    check_space(plan)
+    return plan.composed
 
 
 def _trial_values(dist) -> list:
@@ -116,7 +157,7 @@ def _trial_values(dist) -> list:
 
 def _check_values(plan: SweepPlan, values: dict, what: str) -> None:
     try:
-        compose_trial(plan, values)
+        compose_trial(plan, scaled_values(plan, values))
     except (HydraException, OmegaConfBaseException, ConfigError) as err:
         reason = " ".join(str(err).split())
         cause = err.__cause__
@@ -125,6 +166,16 @@ def _check_values(plan: SweepPlan, values: dict, what: str) -> None:
         key = next((k for k in sorted(values, key=len, reverse=True) if k in reason), None)
         where = f"sweep.params.{key}" if key is not None else "sweep.params"
         raise SearchSpaceError(f"{where}: a trial with {what} cannot run: {reason}") from None
+
+
+def scaled_values(plan: SweepPlan, values: dict) -> dict:
+    """``values`` with each ``tag(relative, ...)`` factor times the key's value in the trial's config
+    without the sampled plain values (``optimizer.lr``: the chosen optimizer's default)."""
+    relative = relative_keys(plan.space)
+    if not relative:
+        return values
+    base = compose_trial(plan, {k: v for k, v in values.items() if k not in relative})
+    return scale_relative(values, plan.space, lambda key: OmegaConf.select(base, key))
 
 
 def compose_trial(plan: SweepPlan, values: dict) -> DictConfig:

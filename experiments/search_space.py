@@ -20,6 +20,7 @@ from hydra.errors import HydraException
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 RELATIVE = "relative"  # the tag of an interval sampled as a factor of the key's configured value
+FACTOR_SUFFIX = "/default"  # what Optuna's name of a factor adds to its key
 
 
 class SearchSpaceError(ValueError):
@@ -32,7 +33,7 @@ class RelativeDistribution(FloatDistribution):
 
 def param_name(key: str, dist: BaseDistribution) -> str:
     """The name Optuna records ``key``'s sampled value under: ``key``, or ``key/default`` for a factor."""
-    return f"{key}/default" if isinstance(dist, RelativeDistribution) else key
+    return key + FACTOR_SUFFIX if isinstance(dist, RelativeDistribution) else key
 
 
 def relative_keys(space: Mapping[str, BaseDistribution]) -> list[str]:

@@ -29,15 +29,15 @@ from multiprocessing.connection import wait as wait_for
 from pathlib import Path
 
 import optuna
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from threadpoolctl import threadpool_limits
 
 import nncore
 
-from .composition import SweepError, SweepPlan, compose_trial
+from .composition import SweepError, SweepPlan, compose_trial, scaled_values
 from .config import ConfigError, split_seed
 from .data import load_dataset
-from .search_space import grid_of, relative_keys, scale_relative, suggest
+from .search_space import grid_of, relative_keys, suggest
 from .storage import StorageError, claim_lock, describe, has_claim_lock, open_storage, scrub
 from .tracking import STUDY_SECONDS, git_commit, make_tracker
 from .trainer import train_config
@@ -489,13 +489,8 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker
 def trial_values(trial: optuna.Trial, plan: SweepPlan) -> dict:
     """The trial's sampled values, each ``tag(relative, ...)`` factor scaled by the key's value in the
     trial's config without the sampled plain values (recorded as the user attr ``<key>``)."""
-    values = suggest(trial, plan.space)
-    relative = relative_keys(plan.space)
-    if not relative:
-        return values
-    base = compose_trial(plan, {k: v for k, v in values.items() if k not in relative})
-    values = scale_relative(values, plan.space, lambda key: OmegaConf.select(base, key))
-    for key in relative:
+    values = scaled_values(plan, suggest(trial, plan.space))
+    for key in relative_keys(plan.space):
         trial.set_user_attr(key, values[key])
     return values
 

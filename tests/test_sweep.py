@@ -6,13 +6,16 @@ experiments.sweep in process under Hydra's ``initialize_config_dir``.
 """
 
 import fcntl
+import multiprocessing
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +27,7 @@ from omegaconf import OmegaConf
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from experiments.composition import SweepError, compose_trial, make_plan
+from experiments.composition import CheckAhead, SweepError, check_space, compose_trial, make_plan
 from experiments.config import register_configs, split_seed, validate
 from experiments.data import load_dataset
 from experiments.search_space import SearchSpaceError, as_overrides, suggest
@@ -236,6 +239,40 @@ def test_compose_trial_equals_hydras_own_composition(hydra_conf, overrides):
         assert OmegaConf.get_type(fast.optimizer) is OmegaConf.get_type(full.optimizer)
         assert OmegaConf.is_struct(fast) and OmegaConf.is_struct(full)
     assert len(plan.composed) <= 7 * 2  # one composition per group choice, not per trial
+
+
+def test_the_check_ahead_hands_over_what_check_space_composes_and_raises_its_errors(hydra_conf):
+    plan = plan_for("tracking=none")
+    check_space(plan)
+    ahead_plan = plan_for("tracking=none")
+    CheckAhead(plan.cfg, ["tracking=none"]).take(ahead_plan)
+    assert set(ahead_plan.composed) == set(plan.composed) and len(plan.composed) == 7  # the 7 optimizers
+    assert all(pickle.loads(ahead_plan.composed[k]) == pickle.loads(plan.composed[k]) for k in plan.composed)
+    bad = [*QUICK, 'sweep.params={optimizer: "choice(sgd, adam)", model.width: "choice(8, -3)"}']
+    with pytest.raises(SearchSpaceError) as inline:
+        check_space(plan_for(*bad))
+    with pytest.raises(SearchSpaceError) as ahead:
+        CheckAhead(plan_for(*bad).cfg, bad).take(plan_for(*bad))
+    assert str(ahead.value) == str(inline.value) and "sweep.params.model.width" in str(inline.value)
+
+
+def test_check_space_scales_a_relative_intervals_ends_before_it_checks_them(hydra_conf):
+    def space(high):  # data.val_fraction is 0.2 (the schema's): a factor up to 3.5 gives 0.7, up to 6 gives 1.2
+        return f'+sweep.params={{data.val_fraction: "tag(relative, interval(0.5, {high}))"}}'
+    check_space(plan_for(*QUICK, space(3.5)))  # its absolute end, 3.5, is no fraction, yet every trial can run
+    with pytest.raises(SearchSpaceError, match=r"sweep\.params\.data\.val_fraction: a trial with "
+                                               r"data\.val_fraction/default=6\.0 cannot run: .*got 1\.2"):
+        check_space(plan_for(*QUICK, space(6)))
+
+
+def test_a_check_ahead_whose_process_died_is_done_again_in_the_launching_process(hydra_conf):
+    plan = plan_for("tracking=none")
+    ahead = CheckAhead(plan.cfg, ["tracking=none"])
+    for process in multiprocessing.active_children():  # the check's process
+        os.kill(process.pid, signal.SIGKILL)
+    ahead.take(plan)
+    assert isinstance(ahead.future.exception(), BrokenProcessPool)
+    assert len(plan.composed) == 7
 
 
 def test_compose_trial_fails_like_hydra_on_a_key_the_group_lacks(hydra_conf):
