@@ -41,7 +41,11 @@ def main(cfg: DictConfig) -> None:
     from experiments.cli import run  # ~1 s of imports, while the space is checked in a process of its own
 
     _mask_saved_config()
-    code = run(cfg, overrides, ahead)
+    try:
+        code = run(cfg, overrides, ahead)
+    finally:
+        if ahead is not None:
+            ahead.close()
     if cfg.mode == "sweep" and not cfg.get("replay") and cfg.findings.experiment is not None and code in (0, 1):
         code = findings_after_sweep(cfg) or code  # the study ran (some trials may have failed): its findings
     if code:

@@ -139,7 +139,11 @@ class CheckAhead:
         except BrokenProcessPool:
             check_space(plan)
         finally:
-            self.pool.shutdown()
+            self.close()
+
+    def close(self) -> None:
+        """End the process (also when the run stopped before ``take``: a bad config, a replay)."""
+        self.pool.shutdown(cancel_futures=True)
 
 
 def _checked_configs(cfg: DictConfig, overrides: list[str]) -> dict:
