@@ -49,7 +49,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import nncore
 from experiments.storage import describe, is_rdb, open_storage
-from experiments.tracking import EPOCH_METRICS, PARENT_ATTR, STORAGE_TAG, logged_results, run_result
+from experiments.tracking import EPOCH_METRICS, PARENT_ATTR, STORAGE_TAG, logged_results, run_result, value_names
 from experiments.urls import absolute_uri, mask_password, sqlite_file
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -352,10 +352,11 @@ def _mlflow_trials(runs: list, record: StudyRecord, keys: list[str]) -> pd.DataF
         row = {"trial": int(tags[TRIAL_TAG]), "state": tags.get("optuna.trial_state"), "run_id": run.info.run_id,
                "_start": run.info.start_time or 0}
         complete = row["state"] == "COMPLETE"  # only a complete trial has an objective value
-        if len(record.objective) == 1:
-            row["value"] = metrics.get(record.objective[0]) if complete else None
-        else:
-            row.update({f"value_{i}": metrics.get(m) if complete else None for i, m in enumerate(record.objective)})
+        names = value_names(len(record.objective))
+        logged = [run.data.metrics.get(name) for name in names]  # the objective as Optuna was told it
+        if None in logged:  # runs logged before the value metric: the objective's metrics themselves
+            logged = [metrics.get(m) for m in record.objective]
+        row.update({name: v if complete else None for name, v in zip(names, logged)})
         row.update({k: _config_value(run.data.params, k) for k in keys})
         row.update({m: metrics[m] for m in FINAL_METRICS if m in metrics})
         row["seed"] = _parse_value(tags.get("seed"))

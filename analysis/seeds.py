@@ -34,7 +34,7 @@ import yaml
 from omegaconf import OmegaConf
 
 import nncore
-from experiments.tracking import final_metrics, result_records
+from experiments.tracking import final_metrics, objective_window, result_records, window_means
 
 from .alignment import aligned_pairwise_barriers
 from .convergence import final_spread
@@ -279,7 +279,10 @@ def _log_seed_run(client, record: StudyRecord, cfg, source, art, result) -> str:
         data = art.data
         final = {**result.evaluate(data.X_test, data.y_test, art.cost, "test"), **final_metrics(result.final)}
         last_epoch = {k: v for k, v in result.history.epochs[-1].as_dict().items() if k in CURVE_METRICS}
-        values, results, result_tags = result_records(final, last_epoch, list(record.objective))  # as a trial's
+        window = objective_window(cfg)
+        curves = [{k: v for k, v in m.as_dict().items() if k in CURVE_METRICS} for m in result.history.epochs]
+        values, results, result_tags = result_records(final, last_epoch, list(record.objective),  # as a trial's
+                                                      window_means(curves, window) if window > 1 else None)
         params = [Param(k, str(v)) for k, v in {**flatten(cfg), **results}.items()]
         for lo in range(0, len(params), MAX_PARAMS_PER_BATCH):
             client.log_batch(run_id, params=params[lo:lo + MAX_PARAMS_PER_BATCH])

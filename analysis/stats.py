@@ -126,6 +126,23 @@ def against_baseline(values, baseline: str, claim: str = "lower", test: str = "t
             for k, v, p in zip(others, raw, adjusted)}
 
 
+def mean_interval(values, confidence: float = 0.95) -> tuple[float, float, float, int]:
+    """Mean, Student t interval (``confidence``) and count of the finite ``values`` (n,); a NaN interval
+    below 2 values, the mean itself when they do not vary."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return np.nan, np.nan, np.nan, 0
+    mean = float(v.mean())
+    if v.size < 2:
+        return mean, np.nan, np.nan, 1
+    sem = stats.sem(v)
+    if sem == 0:
+        return mean, mean, mean, int(v.size)
+    low, high = stats.t.interval(confidence, v.size - 1, loc=mean, scale=sem)
+    return mean, float(low), float(high), int(v.size)
+
+
 def holm(p_values) -> np.ndarray:
     """Holm's step-down adjusted p-values ``(m,)``: the i-th smallest becomes
     ``max_{j ≤ i} min(1, (m − j + 1) p_(j))``; rejecting where ``≤ α`` controls the family-wise

@@ -252,7 +252,9 @@ def summarise(cfg: DictConfig, study: optuna.Study) -> int:
     stopped = failures > cfg.sweep.max_failures
     if not best:
         print("no trial completed", file=sys.stderr)
-    metrics = list(cfg.sweep.objective.metrics)
+    window = int(cfg.sweep.objective.window)
+    metrics = [m if window == 1 or m == "n_params" else f"{m} (mean of the last {window} epochs)"
+               for m in cfg.sweep.objective.metrics]
     ties = tied_best(study)
     for trial in best[:3]:
         values = ", ".join(f"{m}={_fmt(v)}" for m, v in zip(metrics, trial.values))

@@ -64,6 +64,11 @@ class SweepPlan:
     def metrics(self) -> list[str]:
         return list(self.cfg.sweep.objective.metrics)
 
+    @property
+    def window(self) -> int:
+        """The epochs a trial's objective averages (``sweep.objective.window``)."""
+        return int(self.cfg.sweep.objective.window)
+
 
 def make_plan(cfg: DictConfig, overrides: list[str]) -> SweepPlan:
     """Parse the search space and keep the user's overrides that the space does not sample."""

@@ -177,6 +177,7 @@ class PrunerConfig:
 class ObjectiveConfig:
     metrics: list[str] = field(default_factory=lambda: ["val_cost"])
     directions: list[str] = field(default_factory=lambda: ["minimize"])
+    window: int = 1  # a trial's objective: each metric's mean over its last `window` epochs (1: the last's)
 
 
 @dataclass
@@ -477,6 +478,7 @@ def _validate_sweep(sweep: Any) -> None:
             "sweep.objective.directions must have one entry per metric "
             f"({len(metrics)}), got {directions}"
         )
+    _check_min("sweep.objective.window", sweep.objective.window, 1)
     if len(metrics) > 1 and sweep.pruner.name != "none":
         _fail(
             f"sweep.pruner.name must be none with {len(metrics)} objectives "
@@ -543,6 +545,9 @@ def validate(cfg: Any) -> None:
     _validate_optimizer(cfg.optimizer)
     _validate_train(cfg.train, task)
     _validate_sweep(cfg.sweep)
+    if cfg.sweep.objective.window > 1 and cfg.train.restore_best:
+        _fail(f"sweep.objective.window must be 1 with train.restore_best=true (the objective is then the restored "
+              f"epoch's), got {cfg.sweep.objective.window}")
     if cfg.data.val_fraction == 0:
         _validate_without_validation(cfg)
     _validate_tracking(cfg.tracking)

@@ -16,6 +16,7 @@ FAIL record per retry. A worker with nothing left to claim waits while other tri
 run there, so that the trial of a worker that dies last is retried too.
 """
 
+import collections
 import math
 import multiprocessing
 import os
@@ -39,7 +40,7 @@ from .config import ConfigError, split_seed
 from .data import load_dataset
 from .search_space import grid_of, relative_keys, suggest
 from .storage import StorageError, claim_lock, describe, has_claim_lock, open_storage, scrub
-from .tracking import STUDY_SECONDS, git_commit, make_tracker
+from .tracking import STUDY_SECONDS, git_commit, make_tracker, window_means
 from .trainer import train_config
 
 INTERRUPTED = "interrupted (Ctrl-C)"
@@ -144,10 +145,11 @@ def pruning_checks(p: DictConfig):
 
 def space_signature(plan: SweepPlan) -> str:
     """The search space and objective as text, stored with the study to refuse mixing. With
-    ``train.restore_best`` the objective is the lowest-val_cost epoch's (studies made before it: the last's)."""
+    ``train.restore_best`` the objective is the lowest-val_cost epoch's (studies made before it: the last's);
+    a window of several epochs is named (one, the default, is not: studies made before it used one)."""
     parts = [f"{k}={optuna.distributions.distribution_to_json(d)}" for k, d in sorted(plan.space.items())]
     parts += [f"{k}={v}" for k, v in sorted(plan.fixed.items())]
-    parts.append(f"objective={plan.metrics}:{plan.directions}")
+    parts.append(f"objective={plan.metrics}:{plan.directions}" + (f":window={plan.window}" if plan.window > 1 else ""))
     if plan.cfg.train.restore_best:
         parts.append("result=the epoch of lowest val_cost")
     return "; ".join(parts)
@@ -436,6 +438,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker
     the training stops at the next epoch and the trial's run ends KILLED, its retry runs elsewhere."""
     metric = plan.metrics[0]  # once: reading the config costs ~0.2 ms, an epoch on digits ~10 ms
     single = len(plan.metrics) == 1 and metric != "n_params"
+    recent = collections.deque(maxlen=plan.window)  # the metric's values of the last `window` epochs
     checks = pruning_checks(plan.cfg.sweep.pruner)
     pruned_at = []
     try:
@@ -452,7 +455,8 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker
             tracker.log_epoch(metrics.as_dict(), metrics.epoch)
             if not single:
                 return False
-            trial.report(getattr(kept, metric), metrics.epoch)  # what the trial would return if it stopped now
+            recent.append(getattr(kept, metric))
+            trial.report(sum(recent) / len(recent), metrics.epoch)  # what the trial would return if it stopped now
             if metrics.epoch < last and checks(metrics.epoch) and trial.should_prune():  # the last: nothing to save
                 pruned_at.append(metrics.epoch)
             return bool(pruned_at)
@@ -478,12 +482,21 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker
             return _taken_over(tracker)  # finished already: another worker took it for dead
         tracker.end_trial("pruned", final, result, trial.user_attrs["prune_reason"])
         return "pruned"
-    objective = [float(final[m]) for m in plan.metrics]
+    objective = objective_values(result, plan)
     told = study.tell(trial, objective, skip_if_finished=True)
     if told.state != S.COMPLETE and all(math.isfinite(v) for v in objective):  # (Optuna fails a NaN itself)
         return _taken_over(tracker)
     tracker.end_trial("complete", final, result)
     return "complete"
+
+
+def objective_values(result, plan: SweepPlan) -> list[float]:
+    """A trained trial's objective: each metric of ``sweep.objective.metrics`` averaged over the last
+    ``sweep.objective.window`` epochs run (a window of 1, or ``n_params``: the result's value)."""
+    if plan.window == 1:
+        return [float(result.final[m]) for m in plan.metrics]
+    averaged = window_means([m.as_dict() for m in result.history.epochs], plan.window)
+    return [float(result.final[m]) if m == "n_params" else averaged[m] for m in plan.metrics]
 
 
 def trial_values(trial: optuna.Trial, plan: SweepPlan) -> dict:

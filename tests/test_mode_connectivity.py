@@ -37,14 +37,6 @@ def test_stable_from_is_the_k_after_which_every_value_stays_below():
     assert mc.stable_from(ks, [0.01, np.nan, 0.01, 0.01], 0.02) == 2  # NaN is not below
 
 
-def test_mean_interval_is_the_student_t_interval():
-    mean, low, high, n = mc.mean_interval([1.0, 2.0, 3.0, np.nan])
-    half = 4.302652729911275 * 1.0 / np.sqrt(3)  # t_{0.975, 2} × sd / √n
-    assert (mean, n) == (2.0, 3) and low == pytest.approx(2 - half) and high == pytest.approx(2 + half)
-    assert mc.mean_interval([0.5, 0.5]) == (0.5, 0.5, 0.5, 2)
-    assert np.isnan(mc.mean_interval([0.5])[1]) and mc.mean_interval([])[3] == 0
-
-
 def _toy(seed=0, sizes=(5, 12, 9, 3)):
     rng = np.random.default_rng(seed)
     net = nncore.Network(list(sizes), "relu", "softmax", dtype="float64", rng=rng)

@@ -11,6 +11,7 @@ from analysis.stats import (
     Verdict,
     against_baseline,
     holm,
+    mean_interval,
     paired,
     trend,
 )
@@ -117,3 +118,11 @@ def test_bad_claims_and_tests():
         paired([1.0, 2.0], [1.0, 3.0], test="z")
     with pytest.raises(ValueError, match="claim"):
         trend(pd.DataFrame({"x": [1], "y": [1], "seed": [0]}), "x", "y", claim="lower")
+
+
+def test_mean_interval_is_the_student_t_interval():
+    mean, low, high, n = mean_interval([1.0, 2.0, 3.0, np.nan])
+    half = 4.302652729911275 * 1.0 / np.sqrt(3)  # t_{0.975, 2} × sd / √n
+    assert (mean, n) == (2.0, 3) and low == pytest.approx(2 - half) and high == pytest.approx(2 + half)
+    assert mean_interval([0.5, 0.5]) == (0.5, 0.5, 0.5, 2)
+    assert np.isnan(mean_interval([0.5])[1]) and mean_interval([])[3] == 0

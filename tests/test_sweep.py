@@ -445,6 +445,9 @@ def test_a_study_refuses_another_space_or_direction(tmp_path):
     (["sweep.objective.metrics=[train_cost]"],
      "sweep.objective=['train_cost']:['minimize'] here, ['val_cost']:['minimize'] in the study"),
     (["train.restore_best=false"], "train.restore_best=false here, true in the study"),
+    (["sweep.objective.window=3", "train.restore_best=false"],
+     "sweep.objective=['val_cost']:['minimize']:window=3 here, ['val_cost']:['minimize'] in the study; "
+     "train.restore_best=false here, true in the study"),
 ])
 def test_a_worker_with_another_space_or_objective_is_refused_naming_the_difference(hydra_conf, overrides,
                                                                                     difference):
@@ -650,6 +653,36 @@ def test_the_pruner_sees_what_the_trial_would_return_if_it_stopped_then(hydra_co
         assert trial.value == reported[-1]  # the last report is the objective
         rises += any(b > a for a, b in zip(reported, reported[1:]))
     assert rises == 0 if restore_best else rises > 0  # the lowest so far, or each epoch's own
+
+
+class CurveTracker(NullTracker):
+    """Tracking off, but each trial's epochs kept: ``curves[i]`` is the i-th trial's list of epoch metrics."""
+
+    def __init__(self):
+        self.curves = []
+
+    def start_trial(self, number, cfg, values):
+        self.curves.append([])
+
+    def log_epoch(self, metrics, step):
+        self.curves[-1].append(metrics)
+
+
+def test_an_objective_window_averages_the_last_epochs_for_the_pruner_and_the_result(hydra_conf):
+    plan = plan_for(*QUICK, "sweep.n_trials=3", "sweep.pruner.name=none", "train.restore_best=false",
+                    "sweep.objective.window=4", "sweep.objective.metrics=[val_accuracy]",
+                    "sweep.objective.directions=[maximize]", 'sweep.params={optimizer: sgd, train.epochs: 9}')
+    tracker = CurveTracker()
+    work(plan, tracker=tracker)
+    trials = load(hydra_conf).trials
+    assert [t.state for t in trials] == [S.COMPLETE] * 3 and len(tracker.curves) == 3
+    for trial, epochs in zip(trials, tracker.curves):
+        curve = [e["val_accuracy"] for e in epochs]
+        assert len(curve) == 9 and len(set(curve[-4:])) > 1  # the window's epochs differ: a mean is not a last
+        for epoch in range(1, 10):
+            assert trial.intermediate_values[epoch] == pytest.approx(np.mean(curve[max(0, epoch - 4):epoch]))
+        assert trial.value == pytest.approx(np.mean(curve[-4:]))
+        assert trial.user_attrs["val_accuracy"] == curve[-1]  # the result: the last epoch's
 
 
 def test_the_journal_is_fsynced_once_per_trial_state_change_and_holds_every_write(tmp_path, monkeypatch):

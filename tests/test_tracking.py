@@ -177,6 +177,37 @@ def test_a_runs_final_numbers_are_tags_and_a_param_and_its_objective_the_one_met
     assert tracking.logged_results({**last, **metrics}, params, tags) == old == final
 
 
+def test_window_means_average_each_curve_over_the_last_epochs_and_become_the_objective():
+    epochs = [{"val_cost": 9.0}, {"val_cost": 1.0, "val_accuracy": 0.5}, {"val_cost": 3.0, "val_accuracy": 0.75}]
+    assert tracking.window_means(epochs, 2) == {"val_cost": 2.0, "val_accuracy": 0.625}
+    assert tracking.window_means(epochs, 10) == {"val_cost": 13.0 / 3, "val_accuracy": 0.625}  # fewer epochs run
+    assert tracking.window_means([], 3) == {}
+    final = {"val_cost": 3.0, "val_accuracy": 0.75, "test_accuracy": 0.5}
+    metrics, _, tags = tracking.result_records(final, epochs[-1], ["val_accuracy"], tracking.window_means(epochs, 2))
+    assert metrics == {"value": 0.625} and tags["val_accuracy"] == "0.75"  # the result stays the last epoch's
+
+
+def test_a_windowed_objective_is_the_value_logged_in_mlflow(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    proc = run_py(tmp_path, *QUICK, "sweep.n_trials=3", "sweep.pruner.name=none", "train.restore_best=false",
+                  "sweep.objective.window=3", 'sweep.params={optimizer: sgd, train.epochs: 6}')
+    assert proc.returncode == 0, explain(proc)
+    assert "best trial #" in proc.stdout and "val_cost (mean of the last 3 epochs)=" in proc.stdout, explain(proc)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    _, children = study_runs(client)
+    for trial in load(tmp_path).trials:
+        run = children[trial.number]
+        curve = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "val_cost"), key=lambda m: m.step)]
+        assert len(curve) == 6
+        assert run.data.metrics["value"] == pytest.approx(trial.value) == pytest.approx(sum(curve[-3:]) / 3)
+        assert run.data.metrics["value"] != pytest.approx(curve[-1])
+    from analysis import load_trials
+
+    alone = load_trials("moons-quick", f"sqlite:///{tmp_path / 'mlflow.db'}", storage="none").set_index("trial")
+    assert {t.number: t.value for t in load(tmp_path).trials} == pytest.approx(alone["value"].to_dict())
+
+
 def test_sqlite_uri_is_made_absolute_and_the_null_tracker_is_off(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert absolute_uri("sqlite:///mlflow.db") == f"sqlite:///{tmp_path / 'mlflow.db'}"

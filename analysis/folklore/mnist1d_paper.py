@@ -4,8 +4,8 @@ accuracy, Greydanus & Kobak, ICML 2024, table 1) against ours, mean and 95 % t i
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from scipy import stats
 
+from ..stats import mean_interval
 from .common import Findings, StudyData
 
 CLAIM = ("The MNIST-1D paper's table: on its 4000 training and 1000 test rows, logistic regression reaches 32 % "
@@ -48,13 +48,8 @@ def summary(depth: int, runs: pd.DataFrame) -> dict:
 
 def interval(values: np.ndarray) -> tuple[float, float]:
     """The ``CONFIDENCE`` t interval of the mean of ``values`` (n,); NaNs for fewer than 2 values."""
-    if len(values) < 2:
-        return np.nan, np.nan
-    sem = stats.sem(values)
-    if sem == 0:
-        return float(values[0]), float(values[0])
-    low, high = stats.t.interval(CONFIDENCE, len(values) - 1, loc=values.mean(), scale=sem)
-    return float(low), float(high)
+    _, low, high, _ = mean_interval(values, CONFIDENCE)
+    return low, high
 
 
 def reproduced(paper: float, mean: float, low: float, high: float) -> bool:

@@ -28,13 +28,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from scipy import stats as sps
 
 import nncore
 
 from ..alignment import align
 from ..minima import barrier, path_point
-from ..stats import DOES_NOT_HOLD, HOLDS, holm, paired, trend
+from ..stats import DOES_NOT_HOLD, HOLDS, holm, mean_interval, paired, trend
 from .common import Findings, StudyData
 
 CLAIM = ("Minima from different initial weights are one basin modulo permutations of the hidden units: after weight "
@@ -80,23 +79,6 @@ def pairs_of(seeds) -> list[tuple[int, int]]:
 def k_grid(epochs: int) -> list[int]:
     """The k of :data:`K_GRID` below ``epochs`` (a copy needs at least one epoch of its own)."""
     return [k for k in K_GRID if k < int(epochs)]
-
-
-def mean_interval(values) -> tuple[float, float, float, int]:
-    """Mean, 95 % Student t interval and count of the finite ``values``; NaN interval below 2 values,
-    the mean itself when they do not vary."""
-    v = np.asarray(values, np.float64)
-    v = v[np.isfinite(v)]
-    if not v.size:
-        return np.nan, np.nan, np.nan, 0
-    mean = float(v.mean())
-    if v.size < 2:
-        return mean, np.nan, np.nan, 1
-    sem = sps.sem(v)
-    if sem == 0:
-        return mean, mean, mean, int(v.size)
-    low, high = sps.t.interval(0.95, v.size - 1, loc=mean, scale=sem)
-    return mean, float(low), float(high), int(v.size)
 
 
 def stable_from(ks, values, threshold: float):

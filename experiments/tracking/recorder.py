@@ -42,9 +42,11 @@ from .schema import (
     STORAGE_TAG,
     Settings,
     logged_results,
+    objective_window,
     result_records,
     trial_outcome,
     trial_run_name,
+    window_means,
 )
 from .store import save_template, seed_store, store_lock
 from .summary import study_summary
@@ -344,8 +346,11 @@ class Recorder:
                 tags += [_tag(OUTCOME_TAG, outcome), _tag("mlflow.runName", trial_run_name(run.number, outcome))]
             # final numbers as tags and a param, the objective's value as the one metric: the UI's
             # Model metrics tab then leads with the curves (schema.result_records)
-            metrics, params, results = result_records(final, run.epochs[-1][1] if run.epochs else {},
-                                                      objective_metrics(run.container) if state == "complete" else [])
+            window = objective_window(run.container)
+            metrics, params, results = result_records(
+                final, run.epochs[-1][1] if run.epochs else {},
+                objective_metrics(run.container) if state == "complete" else [],
+                window_means([values for _, values in run.epochs], window) if window > 1 else None)
             self.call(key, "log_batch", run.run_id, tags=tags + [_tag(k, v) for k, v in results.items()],
                       params=run.take_params() + [_param(k, v) for k, v in params.items()],
                       metrics=_epoch_metrics(epochs) + [_metric(k, v, now, step) for k, v in metrics.items()])

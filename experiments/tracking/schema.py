@@ -115,17 +115,32 @@ def run_result(final: dict[str, float], last_epoch: dict[str, float]) -> dict[st
     return {**last_epoch, **final, **kept}
 
 
-def result_records(final: dict[str, float], last_epoch: dict[str, float],
-                   objective: list[str]) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
+def objective_window(cfg) -> int:
+    """The epochs a run's objective averages (``sweep.objective.window`` of its config, a dict or DictConfig;
+    1 without one)."""
+    return int(cfg.get("sweep", {}).get("objective", {}).get("window", 1))
+
+
+def window_means(epochs: list[dict[str, float]], window: int) -> dict[str, float]:
+    """Each curve's mean over the last ``window`` of ``epochs`` (one ``{name: value}`` an epoch, in order),
+    as a sweep's objective averages them (``sweep.objective.window``); ``{}`` without epochs."""
+    last = epochs[-window:]
+    names = set().union(*last) if last else set()
+    return {k: sum(e[k] for e in last if k in e) / sum(k in e for e in last) for k in names}
+
+
+def result_records(final: dict[str, float], last_epoch: dict[str, float], objective: list[str],
+                   averaged: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
     """(metrics, params, tags): how a run records its ``final`` numbers (``final_metrics`` and the test
-    metrics) beside its curves, whose last epoch is ``last_epoch``.
+    metrics) beside its curves, whose last epoch is ``last_epoch``; ``averaged``: the curves' means over the
+    objective's window (``window_means``, ``sweep.objective.window`` > 1), whose values are then the objective's.
 
     The only metrics are the values of ``objective`` (metric names; empty for a pruned or failed run),
     named by ``value_names``: MLflow's run list sorts and charts runs by metrics, and its Model metrics
     tab, in alphabetical order, then leads with the curves (``time``, ``train_*``, ``val_*`` < ``value``).
     ``n_params`` is a param (it follows from the config); the others (``epochs_run``, ``restored_*``,
     ``test_*``) are tags, written exactly (``number_text``)."""
-    result = run_result(final, last_epoch)
+    result = {**run_result(final, last_epoch), **(averaged or {})}
     metrics = {}
     if objective and all(is_number(result.get(m)) for m in objective):
         metrics = dict(zip(value_names(len(objective)), (float(result[m]) for m in objective)))
