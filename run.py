@@ -37,7 +37,8 @@ def main(cfg: DictConfig) -> None:
     _restore_full_error()  # composed: errors of the run itself get Hydra's usual report
     overrides = list(HydraConfig.get().overrides.task)
     _refuse_schemas(HydraConfig.get().runtime.choices)
-    ahead = composition.CheckAhead(cfg, overrides) if cfg.mode == "sweep" and not cfg.get("replay") else None
+    sweeping = cfg.mode == "sweep" and not cfg.get("replay")
+    ahead = composition.CheckAhead(cfg, overrides) if sweeping else None
     from experiments.cli import run  # ~1 s of imports, while the space is checked in a process of its own
 
     _mask_saved_config()
@@ -46,7 +47,7 @@ def main(cfg: DictConfig) -> None:
     finally:
         if ahead is not None:
             ahead.close()
-    if cfg.mode == "sweep" and not cfg.get("replay") and cfg.findings.experiment is not None and code in (0, 1):
+    if sweeping and cfg.findings.experiment is not None and code in (0, 1):
         code = findings_after_sweep(cfg) or code  # the study ran (some trials may have failed): its findings
     if code:
         sys.exit(code)

@@ -131,10 +131,9 @@ class CheckAhead:
     of the harness (~1 s, as long as composing the 7 optimizers of the default space)."""
 
     def __init__(self, cfg: DictConfig, overrides: list[str]):
-        self.overrides = list(overrides)
         self.pool = ProcessPoolExecutor(1, multiprocessing.get_context("fork"), initializer=signal.signal,
                                         initargs=(signal.SIGINT, signal.SIG_IGN))  # Ctrl-C is run.py's
-        self.future = self.pool.submit(_checked_configs, cfg, self.overrides)
+        self.future = self.pool.submit(_checked_configs, cfg, list(overrides))
 
     def take(self, plan: SweepPlan) -> None:
         """The checked configs into ``plan.composed``; raises what ``check_space`` raised there (its
