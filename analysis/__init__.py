@@ -58,10 +58,10 @@ from .minima import (
 )
 
 _LAZY = {
-    **dict.fromkeys(["EmptyStudyError", "StudyNotFoundError", "StudyRecord", "StudyStorageError", "TrialArtifacts",
-                     "find_study",
-                     "list_studies", "load_config", "load_curves", "load_optuna_study", "load_run", "load_trial",
-                     "load_trials", "load_weights", "read_metrics", "top_trials", "trial_runs"], "loading"),
+    **dict.fromkeys(["ArtifactsNotFoundError", "EmptyStudyError", "StudyNotFoundError", "StudyRecord",
+                     "StudyStorageError", "TrialArtifacts", "find_study", "list_studies", "load_config", "load_curves",
+                     "load_optuna_study", "load_run", "load_trial", "load_trials", "load_weights", "read_metrics",
+                     "top_trials", "trial_runs"], "loading"),
     **dict.fromkeys(["SeedComparison", "SeedRuns", "compare_seeds", "retrain_seeds", "seed_robustness"], "seeds"),
 }
 

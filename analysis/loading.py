@@ -74,6 +74,10 @@ class StudyStorageError(LookupError):
     """The study's Optuna storage cannot be found, or holds another study of the same name."""
 
 
+class ArtifactsNotFoundError(FileNotFoundError):
+    """A run's artifact cannot be read: never logged, or its files moved or deleted since."""
+
+
 NO_STORAGE = "none"  # ``storage=`` value: read MLflow's records alone, without the Optuna storage
 
 
@@ -541,11 +545,19 @@ def _sql(path: str, query: str, **params) -> list[tuple]:
 def _downloaded(run_id: str, path: str, tracking_uri: str):
     """The local path of a run's artifact ``path`` (a file or folder), valid inside the block."""
     import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
 
+    uri = absolute_uri(str(tracking_uri))
     with tempfile.TemporaryDirectory(prefix="nnsweep-artifacts-") as folder:
-        with _no_progress_bar():
-            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=folder,
-                                                        tracking_uri=absolute_uri(str(tracking_uri)))
+        try:
+            with _no_progress_bar():
+                local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=folder,
+                                                            tracking_uri=uri)
+        except (MlflowException, OSError):
+            where = MlflowClient(uri).get_run(run_id).info.artifact_uri
+            raise ArtifactsNotFoundError(f"run {run_id}: no artifact {path} in {where} (were its files moved or "
+                                         "deleted? the run records where they were written)") from None
         yield Path(local)
 
 
@@ -576,8 +588,8 @@ def load_weights(run_id: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> tuple
         with _downloaded(run_id, "weights", tracking_uri) as folder:
             return nncore.Network.load(folder / "initial.npz"), nncore.Network.load(folder / "final.npz")
     except OSError as err:
-        raise FileNotFoundError(f"run {run_id} has no weights/ artifacts (was it run with "
-                                f"tracking.log_weights=false?): {err}") from None
+        raise ArtifactsNotFoundError(f"run {run_id} has no weights/ artifacts (was it run with "
+                                     f"tracking.log_weights=false?): {err}") from None
 
 
 @dataclass

@@ -27,8 +27,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import html
+import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -55,6 +58,7 @@ from .convergence import (
 )
 from .loading import (
     DEFAULT_TRACKING_URI,
+    ArtifactsNotFoundError,
     EmptyStudyError,
     StudyNotFoundError,
     StudyRecord,
@@ -336,15 +340,48 @@ def write_report(study: str | StudyRecord | None = None, out: str | Path | None 
                  options: ReportOptions | None = None, tracking_uri: str = DEFAULT_TRACKING_URI,
                  storage: str | None = None, experiment: str | None = None, progress: bool = True) -> Path:
     """Compute every part of the report on ``study`` and write it to ``out`` (default
-    ``reports/<study>``); returns the path of ``report.html``. ``progress``: a tqdm bar on stderr."""
+    ``reports/<study>``); returns the path of ``report.html``. ``progress``: a tqdm bar on stderr.
+    The report is made in a hidden folder inside ``out`` and its files moved into place once all
+    are made: a report that fails halfway leaves ``out`` as it was (and makes no folder)."""
+    options = options or ReportOptions()
+    record = find_study(study, tracking_uri, storage, experiment)
+    folder = Path(out) if out is not None else Path("reports") / _safe_name(record.name)
+    made = [path for path in (folder, *folder.parents) if not path.exists()]  # innermost first
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".report-partial-", dir=folder))
+    try:
+        _make_report(_Page(staging), record, options, progress)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for path in made:
+            if not any(path.iterdir()):
+                path.rmdir()
+        raise
+    _move_files(staging, folder)
+    if options.log:
+        client_for(record.tracking_uri).log_artifacts(record.parent_run_id, str(folder), artifact_path="report")
+    return folder / "report.html"
+
+
+def _move_files(staging: Path, folder: Path) -> None:
+    """The report's files from ``staging`` into ``folder`` (the last report's figures removed first;
+    ``report.html`` last), then ``staging`` removed. Other files in ``folder`` stay."""
+    for old in (folder / "figures").glob("*.png"):
+        old.unlink()
+    files = sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: p.name == "report.html")
+    for path in files:
+        target = folder / path.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    shutil.rmtree(staging)
+
+
+def _make_report(page: _Page, record: StudyRecord, options: ReportOptions, progress: bool) -> None:
+    """Every section of the report, its figures and tables written into ``page.folder``."""
     from threadpoolctl import threadpool_limits
     from tqdm import tqdm
 
-    options = options or ReportOptions()
-    started = time.perf_counter()
-    record = find_study(study, tracking_uri, storage, experiment)
-    folder = Path(out) if out is not None else Path("reports") / _safe_name(record.name)
-    page, timings = _Page(folder), {}
+    started, timings = time.perf_counter(), {}
     steps = 3 + len(GROUPS) + options.top_k * (2 + options.seeds) + 3  # made exact once the seeds are in
     bar = tqdm(total=steps, desc=f"report {record.name}", unit="step", file=sys.stderr, disable=not progress,
                leave=False)
@@ -362,9 +399,6 @@ def write_report(study: str | StudyRecord | None = None, out: str | Path | None 
         step("curves")
         optuna_study = load_optuna_study(record)
         timings["loading"] = time.perf_counter() - tick
-        (folder / "figures").mkdir(parents=True, exist_ok=True)  # the study has trials: a report it is
-        for old in (folder / "figures").glob("*.png"):
-            old.unlink()
         _study_section(page, record, trials)
 
         tick = time.perf_counter()
@@ -398,11 +432,7 @@ def write_report(study: str | StudyRecord | None = None, out: str | Path | None 
             page.text("No trial completed: there are no minima to compare yet.")
     timings["total"] = time.perf_counter() - started
     _footer(page, record, options, timings)
-    path = folder / "report.html"
-    path.write_text(page.render(f"Study {record.name}: convergence and minima"))
-    if options.log:
-        client_for(record.tracking_uri).log_artifacts(record.parent_run_id, str(folder), artifact_path="report")
-    return path
+    (page.folder / "report.html").write_text(page.render(f"Study {record.name}: convergence and minima"))
 
 
 def _study_section(page: _Page, record: StudyRecord, trials: pd.DataFrame) -> None:
@@ -623,7 +653,7 @@ def main(argv=None) -> int:
         if record.picked:
             print(f"study {record.name!r}: {record.picked}", file=sys.stderr)
         path = write_report(record, args.out, options, progress=True)
-    except (StudyNotFoundError, EmptyStudyError, StudyStorageError) as err:
+    except (StudyNotFoundError, EmptyStudyError, StudyStorageError, ArtifactsNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(path)

@@ -200,6 +200,7 @@ def sweep(cfg: DictConfig, overrides: list[str], ahead: CheckAhead | None = None
               f"recorded in {describe(cfg.sweep.storage)}. Run the same command again to resume.", file=sys.stderr)
         return 130
     except BaseException:
+        bar.close()  # now, not at exit: the traceback is the last thing the terminal shows
         finish_tracking(tracker, study, interrupted=True)
         raise
     bar.close()

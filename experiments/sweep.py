@@ -38,6 +38,7 @@ import nncore
 from .composition import SweepError, SweepPlan, compose_trial, scaled_values
 from .config import ConfigError, split_seed
 from .data import load_dataset
+from .interrupts import sigint_deferred
 from .search_space import grid_of, relative_keys, suggest
 from .storage import StorageError, claim_lock, describe, has_claim_lock, open_storage, scrub
 from .tracking import STUDY_SECONDS, git_commit, make_tracker, window_means
@@ -280,8 +281,7 @@ def fail_dead_trials(study: optuna.Study, storage: optuna.storages.BaseStorage |
     for t in study.get_trials(deepcopy=False, states=(S.RUNNING,)):
         pid = t.user_attrs.get("pid")
         if t.user_attrs.get("host") == host and pid is not None and not _alive(int(pid)):
-            fail_and_retry(study, t.number, storage)
-            failed += 1
+            failed += fail_and_retry(study, t.number, storage)
     return failed
 
 
@@ -291,20 +291,25 @@ def fail_unclaimed(study: optuna.Study, trials, storage) -> int:
     so seen under the lock such a trial's worker died claiming it (Optuna never fails a trial that has
     no heartbeat). Call it only under a claim lock that excludes (not MySQL's: see ``has_claim_lock``)."""
     unclaimed = [t.number for t in trials if t.state == S.RUNNING and "pid" not in t.user_attrs]
-    for number in unclaimed:
-        fail_and_retry(study, number, storage)
-    return len(unclaimed)
+    return sum(fail_and_retry(study, number, storage) for number in unclaimed)
 
 
-def fail_and_retry(study: optuna.Study, number: int, storage) -> None:
+def fail_and_retry(study: optuna.Study, number: int, storage) -> bool:
     """Fail trial ``number`` for its dead worker; a storage that retries dead workers' trials (RDB with
-    heartbeats) queues it again."""
-    study.tell(number, state=S.FAIL, skip_if_finished=True)
+    heartbeats) queues it again. False when another worker failed it first (and queued its retry): as in
+    Optuna's ``fail_stale_trials``, only the worker whose write failed the trial queues the retry."""
+    try:
+        study.tell(number, state=S.FAIL)
+    except (ValueError, optuna.exceptions.UpdateFinishedTrialError):  # finished before the read, or after it
+        if not next(t for t in study.get_trials(deepcopy=False) if t.number == number).state.is_finished():
+            raise
+        return False
     retry = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
     if retry is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             retry(study, next(x for x in study.get_trials(deepcopy=True) if x.number == number))
+    return True
 
 
 def fail_stale_trials(study: optuna.Study) -> None:
@@ -387,25 +392,31 @@ def _alive(pid: int) -> bool:
 def claim_trial(study: optuna.Study, plan: SweepPlan, heartbeats: Heartbeats | None = None):
     """A new trial if the study counts fewer than ``sweep.n_trials``, or a queued retry; None when it is full.
     (First, the trials whose heartbeat stopped, or whose worker died claiming them, are failed and queued
-    again.) The trial's ``host``, ``pid`` and first heartbeat are recorded before the claim lock is let go."""
+    again.) The trial's ``host``, ``pid`` and first heartbeat are recorded before the claim lock is let go.
+    A trial failed meanwhile (the lock's database connection dropped, and with it the lock: another worker
+    took the trial for unclaimed and queued it again) is let go, and the claim made again."""
     limit = min(plan.cfg.sweep.n_trials, grid_size(plan) or plan.cfg.sweep.n_trials)
-    with claim_lock(str(plan.cfg.sweep.storage), study.study_name):
-        fail_stale_trials(study)
-        trials = study.get_trials(deepcopy=False)
-        if has_claim_lock(str(plan.cfg.sweep.storage)) and \
-                fail_unclaimed(study, trials, None if heartbeats is None else heartbeats.storage):
+    while True:
+        with claim_lock(str(plan.cfg.sweep.storage), study.study_name):
+            fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False)
-        waiting = any(t.state == S.WAITING for t in trials)  # a retry: counted already, ask() pops it
-        if not waiting and counted(trials) >= limit:
-            return None
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with")
-            trial = study.ask()
-        trial.set_user_attr("host", socket.gethostname())  # a retry copied these from the dead trial
-        trial.set_user_attr("pid", os.getpid())
-        if heartbeats is not None:
-            heartbeats.record(trial.number)
-    return trial
+            if has_claim_lock(str(plan.cfg.sweep.storage)) and \
+                    fail_unclaimed(study, trials, None if heartbeats is None else heartbeats.storage):
+                trials = study.get_trials(deepcopy=False)
+            waiting = any(t.state == S.WAITING for t in trials)  # a retry: counted already, ask() pops it
+            if not waiting and counted(trials) >= limit:
+                return None
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with")
+                trial = study.ask()
+            try:
+                trial.set_user_attr("host", socket.gethostname())  # a retry copied these from the dead trial
+                trial.set_user_attr("pid", os.getpid())
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            if heartbeats is not None:
+                heartbeats.record(trial.number)
+        return trial
 
 
 def others_running(study: optuna.Study, storage) -> bool:
@@ -442,9 +453,10 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker
     checks = pruning_checks(plan.cfg.sweep.pruner)
     pruned_at = []
     try:
-        values = trial_values(trial, plan)
-        cfg = compose_trial(plan, values)
-        tracker.start_trial(trial.number, cfg, values)
+        with sigint_deferred():  # Ctrl-C here acts once the trial's run is open: the run then ends KILLED
+            values = trial_values(trial, plan)
+            cfg = compose_trial(plan, values)
+            tracker.start_trial(trial.number, cfg, values)
         data = load_dataset(cfg.data, split_seed(cfg))
         trial.set_user_attr("seed", int(cfg.train.seed))
         last = int(cfg.train.epochs)  # a trial that ran every epoch completes: pruning it then saves nothing
@@ -472,6 +484,17 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker
     except Exception as err:
         return _fail(study, trial, tracker, f"{type(err).__name__}: {err}".splitlines()[0],
                      traceback.format_exc())
+    with sigint_deferred():  # Ctrl-C acts after the study and the trial's run both have its end
+        try:
+            return tell_result(study, trial, plan, tracker, result, pruned_at)
+        except optuna.exceptions.UpdateFinishedTrialError:  # failed by another worker since the last epoch
+            return _taken_over(tracker)
+
+
+def tell_result(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker, result,
+                pruned_at: list[int]) -> str:
+    """Record a trained trial's final metrics and tell the study it completed (or was pruned at
+    ``pruned_at[0]``); "retried" when another worker took it for dead before the tell."""
     final = result.final
     for key, value in final.items():
         trial.set_user_attr(key, value)
@@ -480,7 +503,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, plan: SweepPlan, tracker
         trial.set_user_attr("prune_reason", reason)
         if study.tell(trial, state=S.PRUNED, skip_if_finished=True).state != S.PRUNED:
             return _taken_over(tracker)  # finished already: another worker took it for dead
-        tracker.end_trial("pruned", final, result, trial.user_attrs["prune_reason"])
+        tracker.end_trial("pruned", final, result, reason)
         return "pruned"
     objective = objective_values(result, plan)
     told = study.tell(trial, objective, skip_if_finished=True)
@@ -511,9 +534,9 @@ def trial_values(trial: optuna.Trial, plan: SweepPlan) -> dict:
 def _fail(study, trial, tracker, reason: str, details: str | None = None) -> str:
     try:
         trial.set_user_attr("fail_reason", reason[:1000])
-    except optuna.exceptions.UpdateFinishedTrialError:
+        study.tell(trial, state=S.FAIL, skip_if_finished=True)
+    except optuna.exceptions.UpdateFinishedTrialError:  # failed by another worker that took it for dead
         return _taken_over(tracker)
-    study.tell(trial, state=S.FAIL, skip_if_finished=True)
     tracker.end_trial("failed", {}, None, reason if details is None else f"{reason}\n{details}")
     return "failed"
 

@@ -5,6 +5,7 @@ The command runs as a user runs it, from the directory of the small study of ``a
 """
 
 import html.parser
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from analysis import report
 from analysis.loading import SEED_KIND, find_study, load_curves, load_trials
+from tests.helpers import explain, run_py
 
 FIGURES = {"curves_by_optimizer", "curves_by_batch_size", "curves_by_activation", "param_importances",
            "interpolation", "final_spread", "landscape_1d", "landscape_2d"}
@@ -55,7 +57,12 @@ def study(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def made(study):
-    """``python -m analysis.report`` in the study's directory: (the process, the report's path)."""
+    """``python -m analysis.report`` in the study's directory: (the process, the report's path). Its
+    folder holds a file of the user's and a figure of an older report beforehand."""
+    older = study.folder / "reports" / STUDY
+    (older / "figures").mkdir(parents=True)
+    (older / "notes.txt").write_text("mine")
+    (older / "figures" / "gone_since.png").write_bytes(b"")
     proc = subprocess.run([sys.executable, "-m", "analysis.report", "--top-k", "2", "--seeds", "1", "--grid", "7"],
                           cwd=study.folder, capture_output=True, text=True, timeout=300, env=environment())
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -67,6 +74,27 @@ def test_the_report_is_written_where_it_says(study, made):
     assert path == study.folder / "reports" / STUDY / "report.html" and path.is_file()
     assert proc.stdout.strip() == f"reports/{STUDY}/report.html"  # stdout holds the path alone
     assert "report moons-quick" in proc.stderr  # the progress bar
+
+
+def test_the_report_replaces_its_own_files_and_keeps_the_users(study, made):
+    folder = study.folder / "reports" / STUDY
+    assert (folder / "notes.txt").read_text() == "mine" and not (folder / "figures" / "gone_since.png").exists()
+    assert not list(folder.glob(".report-partial-*"))  # the folder it was made in is gone
+
+
+def test_a_report_whose_runs_artifacts_were_moved_is_one_error_line_and_writes_nothing(tmp_path):
+    launched, moved = tmp_path / "launched", tmp_path / "moved"
+    launched.mkdir()
+    proc = run_py(launched, "experiment=quick", "sweep.n_trials=2", "tracking.log_weights=true")
+    assert proc.returncode == 0, explain(proc)
+    launched.rename(moved)  # MLflow recorded the artifacts' absolute paths under launched/
+    proc = subprocess.run([sys.executable, "-m", "analysis.report", "--storage", "optuna.journal", "--no-log"],
+                          cwd=moved, capture_output=True, text=True, timeout=300, env=environment())
+    said = [line.strip() for line in re.split(r"[\r\n]", proc.stderr) if line.strip()]
+    errors = [line for line in said if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1, explain(proc)
+    assert "config.yaml" in errors[0] and str(launched / "mlruns") in errors[0]
+    assert "Traceback" not in proc.stderr and not (moved / "reports").exists()
 
 
 def test_every_figure_it_shows_exists(made):

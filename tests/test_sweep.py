@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
+from experiments import sweep as sweep_module
 from experiments.composition import CheckAhead, SweepError, check_space, compose_trial, make_plan
 from experiments.config import register_configs, split_seed, validate
 from experiments.data import load_dataset
@@ -34,6 +35,7 @@ from experiments.search_space import SearchSpaceError, as_overrides, suggest
 from experiments.storage import Retry
 from experiments.sweep import (
     CODE_VERSION,
+    INTERRUPTED,
     TAKEN_OVER,
     Heartbeats,
     claim_trial,
@@ -42,6 +44,7 @@ from experiments.sweep import (
     connect,
     count_failures,
     counted,
+    fail_and_retry,
     open_study,
     run_trial,
     run_workers,
@@ -489,10 +492,13 @@ def test_run_py_warns_of_another_commit_and_refuses_it_in_one_error_line_with_al
 
 
 class RecordingTracker(NullTracker):
-    """A tracker that keeps what it was told: ``epochs`` logged and ``ended`` (state, reason)."""
+    """A tracker that keeps what it was told: trials ``started``, ``epochs`` logged and ``ended`` (state, reason)."""
 
     def __init__(self):
-        self.epochs, self.ended = [], []
+        self.started, self.epochs, self.ended = [], [], []
+
+    def start_trial(self, number, cfg, values) -> None:
+        self.started.append(number)
 
     def log_epoch(self, metrics, step) -> None:
         self.epochs.append(step)
@@ -542,6 +548,97 @@ def test_a_worker_whose_trial_was_failed_for_a_stale_heartbeat_stops_training_it
     assert outcome == ["retried"] and tracker.ended == [("retried", TAKEN_OVER)]
     assert len(tracker.epochs) < 60  # it stopped within a heartbeat and an epoch
     assert study.trials[0].state == S.FAIL and "fail_reason" not in study.trials[0].user_attrs
+
+
+def other_worker(plan) -> optuna.Study:
+    """The study as another worker's process opens it: a storage and a sampler of its own."""
+    return optuna.load_study(study_name=plan.cfg.study_name, storage=connect(plan))
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_trial_failed_by_another_worker_after_its_last_epoch_is_let_go(hydra_conf, monkeypatch):
+    plan = heartbeat_plan(hydra_conf)
+    study = open_study(plan, storage=connect(plan))
+    trial, tracker = claim_trial(study, plan), RecordingTracker()
+    trained = sweep_module.train_config
+
+    def train_then_lose_it(*args):  # the heartbeat went stale after the last epoch's look
+        result = trained(*args)
+        other_worker(plan).tell(trial.number, state=S.FAIL)
+        return result
+
+    monkeypatch.setattr(sweep_module, "train_config", train_then_lose_it)
+    assert run_trial(study, trial, plan, tracker) == "retried"
+    assert tracker.ended == [("retried", TAKEN_OVER)]
+    assert study.trials[0].state == S.FAIL and "train_cost" not in study.trials[0].user_attrs
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_only_the_worker_whose_write_failed_a_dead_trial_queues_its_retry(hydra_conf):
+    plan = heartbeat_plan(hydra_conf)
+    storage = connect(plan)
+    study = open_study(plan, storage=storage)
+    dead = study.ask()
+    raced = []
+
+    def another_worker_first(*args) -> None:  # between this worker's read of the trial and its write
+        raced.append(fail_and_retry(other_worker(plan), dead.number, storage))
+
+    study.sampler.after_trial = another_worker_first
+    assert fail_and_retry(study, dead.number, storage) is False and raced == [True]
+    assert fail_and_retry(study, dead.number, storage) is False  # failed long ago: nothing to do
+    assert [t.state for t in study.trials] == [S.FAIL, S.WAITING]  # one retry, not one per worker
+
+
+def test_ctrl_c_while_a_trial_is_set_up_acts_once_its_run_is_open(hydra_conf, monkeypatch):
+    plan = plan_for(*QUICK)
+    study = open_study(plan)
+    trial, tracker = claim_trial(study, plan), RecordingTracker()
+    composed = sweep_module.compose_trial
+
+    def compose_under_ctrl_c(*args):
+        signal.raise_signal(signal.SIGINT)
+        return composed(*args)
+
+    monkeypatch.setattr(sweep_module, "compose_trial", compose_under_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(study, trial, plan, tracker)
+    assert tracker.started == [trial.number] and tracker.ended == [("failed", INTERRUPTED)]
+    assert study.trials[0].state == S.FAIL and study.trials[0].user_attrs["fail_reason"] == INTERRUPTED
+
+
+@pytest.mark.parametrize("pruned", [False, True])
+def test_ctrl_c_while_a_trained_trial_is_told_acts_once_the_study_and_its_run_have_its_end(hydra_conf, pruned):
+    prune = ["sweep.pruner.name=median", "sweep.pruner.n_startup_trials=0", "sweep.pruner.n_warmup_steps=0"]
+    plan = plan_for(*QUICK, *(prune if pruned else []))
+    study = open_study(plan)
+    if pruned:  # a finished trial far better at every epoch: the median pruner stops the next one at once
+        study.add_trial(optuna.trial.create_trial(
+            params={}, distributions={}, value=0.0, intermediate_values={e: 0.0 for e in range(1, 50)}))
+    trial, tracker = claim_trial(study, plan), RecordingTracker()
+    study.sampler.after_trial = lambda *args: signal.raise_signal(signal.SIGINT)  # inside the study's tell
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(study, trial, plan, tracker)
+    state = S.PRUNED if pruned else S.COMPLETE
+    assert study.trials[trial.number].state == state
+    assert [ended for ended, _ in tracker.ended] == [state.name.lower()]
+
+
+def test_a_claimed_trial_failed_before_its_pid_is_recorded_is_let_go_and_the_claim_made_again(hydra_conf):
+    plan = heartbeat_plan(hydra_conf, "sweep.n_trials=3")
+    study = open_study(plan, storage=connect(plan))
+    asked = study.ask
+
+    def ask_and_lose_it():  # the claim lock's connection dropped: another worker failed it as unclaimed
+        trial = asked()
+        if trial.number == 0:
+            other_worker(plan).tell(trial.number, state=S.FAIL)
+        return trial
+
+    study.ask = ask_and_lose_it
+    trial = claim_trial(study, plan)
+    assert trial.number == 1 and study.trials[1].state == S.RUNNING
+    assert study.trials[1].user_attrs["pid"] == os.getpid() and "pid" not in study.trials[0].user_attrs
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # Optuna's retry callback
