@@ -350,13 +350,12 @@ def _config_value(params: dict, key: str):
 
 
 def _mlflow_trials(runs: list, record: StudyRecord, keys: list[str]) -> pd.DataFrame:
-    rows = []
+    rows, names = [], value_names(len(record.objective))
     for run in runs:
         tags, metrics = run.data.tags, _results(run.data)
         row = {"trial": int(tags[TRIAL_TAG]), "state": tags.get("optuna.trial_state"), "run_id": run.info.run_id,
                "_start": run.info.start_time or 0}
         complete = row["state"] == "COMPLETE"  # only a complete trial has an objective value
-        names = value_names(len(record.objective))
         logged = [run.data.metrics.get(name) for name in names]  # the objective as Optuna was told it
         if None in logged:  # runs logged before the value metric: the objective's metrics themselves
             logged = [metrics.get(m) for m in record.objective]
@@ -587,9 +586,10 @@ def load_weights(run_id: str, tracking_uri: str = DEFAULT_TRACKING_URI) -> tuple
     try:
         with _downloaded(run_id, "weights", tracking_uri) as folder:
             return nncore.Network.load(folder / "initial.npz"), nncore.Network.load(folder / "final.npz")
-    except OSError as err:
-        raise ArtifactsNotFoundError(f"run {run_id} has no weights/ artifacts (was it run with "
-                                     f"tracking.log_weights=false?): {err}") from None
+    except ArtifactsNotFoundError as err:
+        raise ArtifactsNotFoundError(f"{err}; or was it run with tracking.log_weights=false?") from None
+    except OSError as err:  # a weights/ folder without both files
+        raise ArtifactsNotFoundError(f"run {run_id}: weights/ lacks a file: {err}") from None
 
 
 @dataclass
